@@ -1,0 +1,182 @@
+// Package faultstore wraps a gocache store to count calls and to inject
+// failures and hangs on demand, for tests of how the library behaves when
+// its storage misbehaves. It is not a fake: every call that is let through
+// goes to the real store underneath.
+package faultstore
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+)
+
+// ErrInjected is what calls return while the store is set to fail.
+var ErrInjected = errors.New("faultstore: injected storage failure")
+
+// Mode selects how calls behave.
+type Mode int32
+
+const (
+	// Pass lets calls through.
+	Pass Mode = iota
+	// Fail makes calls return ErrInjected.
+	Fail
+	// Hang makes calls block until their context ends (then they return
+	// its error) or the mode changes.
+	Hang
+)
+
+// Store wraps a store. It forwards CompareAndSwap and NotifyExpired when the
+// wrapped store has them (else CompareAndSwap returns an error); use Plain
+// for a view without those capabilities.
+type Store struct {
+	inner store.StoreInterface
+
+	mode    atomic.Int32
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every mode change
+
+	Gets, Sets, Deletes, CASes atomic.Int64
+}
+
+// New wraps inner.
+func New(inner store.StoreInterface) *Store {
+	return &Store{inner: inner, changed: make(chan struct{})}
+}
+
+// SetMode switches the behaviour of subsequent and hanging calls.
+func (s *Store) SetMode(m Mode) {
+	s.mu.Lock()
+	s.mode.Store(int32(m))
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Writes returns Sets + CASes: the writes that reached the check.
+func (s *Store) Writes() int64 { return s.Sets.Load() + s.CASes.Load() }
+
+// ResetCounts zeroes the counters.
+func (s *Store) ResetCounts() {
+	s.Gets.Store(0)
+	s.Sets.Store(0)
+	s.Deletes.Store(0)
+	s.CASes.Store(0)
+}
+
+func (s *Store) gate(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		mode, changed := Mode(s.mode.Load()), s.changed
+		s.mu.Unlock()
+		switch mode {
+		case Fail:
+			return ErrInjected
+		case Hang:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-changed:
+				continue
+			}
+		}
+		return nil
+	}
+}
+
+// Get counts and forwards.
+func (s *Store) Get(ctx context.Context, key any) (any, error) {
+	s.Gets.Add(1)
+	if err := s.gate(ctx); err != nil {
+		return nil, err
+	}
+	return s.inner.Get(ctx, key)
+}
+
+// GetWithTTL counts as a Get and forwards.
+func (s *Store) GetWithTTL(ctx context.Context, key any) (any, time.Duration, error) {
+	s.Gets.Add(1)
+	if err := s.gate(ctx); err != nil {
+		return nil, 0, err
+	}
+	return s.inner.GetWithTTL(ctx, key)
+}
+
+// Set counts and forwards.
+func (s *Store) Set(ctx context.Context, key any, value any, options ...store.Option) error {
+	s.Sets.Add(1)
+	if err := s.gate(ctx); err != nil {
+		return err
+	}
+	return s.inner.Set(ctx, key, value, options...)
+}
+
+// Delete counts and forwards.
+func (s *Store) Delete(ctx context.Context, key any) error {
+	s.Deletes.Add(1)
+	if err := s.gate(ctx); err != nil {
+		return err
+	}
+	return s.inner.Delete(ctx, key)
+}
+
+// Invalidate forwards.
+func (s *Store) Invalidate(ctx context.Context, options ...store.InvalidateOption) error {
+	return s.inner.Invalidate(ctx, options...)
+}
+
+// Clear forwards.
+func (s *Store) Clear(ctx context.Context) error { return s.inner.Clear(ctx) }
+
+// GetType reports the wrapped store's type.
+func (s *Store) GetType() string { return s.inner.GetType() }
+
+// CompareAndSwap counts and forwards.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	s.CASes.Add(1)
+	if err := s.gate(ctx); err != nil {
+		return false, err
+	}
+	cas, ok := s.inner.(interface {
+		CompareAndSwap(context.Context, string, []byte, []byte, time.Duration) (bool, error)
+	})
+	if !ok {
+		return false, errors.New("faultstore: wrapped store has no CompareAndSwap; use Plain")
+	}
+	return cas.CompareAndSwap(ctx, key, old, value, ttl)
+}
+
+// NotifyExpired forwards, or does nothing if the wrapped store cannot.
+func (s *Store) NotifyExpired(fn func(key string, value []byte)) (stop func()) {
+	n, ok := s.inner.(interface {
+		NotifyExpired(func(string, []byte)) func()
+	})
+	if !ok {
+		return func() {}
+	}
+	return n.NotifyExpired(fn)
+}
+
+// Plain returns a view of s with only the gocache methods, hiding the
+// optional capabilities.
+func (s *Store) Plain() store.StoreInterface { return plain{s} }
+
+type plain struct{ s *Store }
+
+func (p plain) Get(ctx context.Context, key any) (any, error) { return p.s.Get(ctx, key) }
+func (p plain) GetWithTTL(ctx context.Context, key any) (any, time.Duration, error) {
+	return p.s.GetWithTTL(ctx, key)
+}
+func (p plain) Set(ctx context.Context, key any, value any, options ...store.Option) error {
+	return p.s.Set(ctx, key, value, options...)
+}
+func (p plain) Delete(ctx context.Context, key any) error { return p.s.Delete(ctx, key) }
+func (p plain) Invalidate(ctx context.Context, options ...store.InvalidateOption) error {
+	return p.s.Invalidate(ctx, options...)
+}
+func (p plain) Clear(ctx context.Context) error { return p.s.Clear(ctx) }
+func (p plain) GetType() string                 { return p.s.GetType() }

@@ -1,0 +1,696 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+	"github.com/sessionstorage/sessions/drivers/memory"
+	"github.com/sessionstorage/sessions/serializer"
+)
+
+// Config configures a Manager. The zero value is usable: in-process memory
+// storage, sticky mode, 30 min timeout, secure cookies.
+type Config struct {
+	// Storage names where sessions are backed up: "memory" (the default:
+	// in-process, lost on exit) or a URL whose scheme a driver registered,
+	// such as "redis://127.0.0.1:6379/0" or "bolt:///var/lib/app/sessions.db"
+	// (import the driver package for its scheme). Ignored when Store is set.
+	Storage string
+	// Store, when set, is the gocache store to use directly, as
+	// database/sql's OpenDB takes a ready connector. The caller owns it:
+	// Close does not close it. Several Managers may share one Store; each
+	// needs the same KeyPrefix to see the same sessions.
+	Store store.StoreInterface
+	// KeyPrefix starts every storage key, so sessions never collide with
+	// other data in a shared cache. Default "sess:".
+	KeyPrefix string
+
+	// Cluster selects cluster mode: storage is authoritative, read on
+	// every request and written before the response. False (sticky mode):
+	// memory is authoritative, storage is read only on a miss and written
+	// behind. See the README's table.
+	Cluster bool
+
+	// Timeout ends a session unused this long: it is removed from memory
+	// and storage and OnSessionEnd fires. Default 30 min.
+	Timeout time.Duration
+	// IdleEvict drops a session unused this long from memory only (it is
+	// flushed first if it has unsaved changes; it stays in storage and the
+	// next request reloads it). Default 5 min; negative: never.
+	IdleEvict time.Duration
+	// WriteBehind is how long sticky mode waits to coalesce changes
+	// before writing a session to storage; it bounds what a crash can
+	// lose. Default 100 ms.
+	WriteBehind time.Duration
+	// StorageTimeout bounds each storage call. Default 2 s.
+	StorageTimeout time.Duration
+
+	// Cookie configures the session cookie.
+	Cookie CookieConfig
+	// Codec encodes values. Default serializer.Msgpack.
+	Codec serializer.Codec
+	// MaxSessionSize caps the encoded size of one session in bytes; a Set
+	// beyond it fails with ErrSessionTooLarge. Default 512 KiB.
+	MaxSessionSize int
+	// MaxKeyLength caps the length of a value's key. Default 256.
+	MaxKeyLength int
+
+	// OnSessionStart is called once when a new session is first written,
+	// on the request's goroutine, after the value is set.
+	OnSessionStart func(s *Session)
+	// OnSessionEnd is called once when a session ends by Invalidate or by
+	// timeout. For a timeout it is called on the server that finds the
+	// session expired: the one holding it in memory (sticky mode), the one
+	// whose request reads it after its deadline, or the one a storage with
+	// expiry notifications (the memory driver) reports to. A session that
+	// ended in storage is passed without its ID, which storage does not
+	// hold. Idle eviction is not an end. It must not block for long.
+	OnSessionEnd func(s *Session, reason EndReason)
+
+	// Logger receives the library's logs. Default slog.Default().
+	Logger *slog.Logger
+	// ErrorHandler answers a request whose session cannot be read or saved
+	// because storage failed (cluster mode, and sticky mode on a memory
+	// miss). Default: 503 with a short plain-text message.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// CookieConfig configures the session cookie. The defaults are the safe
+// ones: HttpOnly, Secure, SameSite=Lax, Path=/, no Max-Age.
+type CookieConfig struct {
+	// Name of the cookie. Default "session".
+	Name string
+	// Path of the cookie. Default "/".
+	Path string
+	// Domain of the cookie. Default: none (host only).
+	Domain string
+	// SameSite mode. Default http.SameSiteLaxMode.
+	SameSite http.SameSite
+	// Insecure drops the Secure attribute, for development over plain
+	// HTTP on hosts other than localhost.
+	Insecure bool
+	// AllowScript drops the HttpOnly attribute.
+	AllowScript bool
+	// Persist gives the cookie a Max-Age of Timeout, so that it outlives
+	// the browser session.
+	Persist bool
+}
+
+// EndReason says why a session ended.
+type EndReason int
+
+const (
+	// EndTimeout: the session was unused for Config.Timeout.
+	EndTimeout EndReason = iota + 1
+	// EndInvalidated: Session.Invalidate was called.
+	EndInvalidated
+)
+
+func (r EndReason) String() string {
+	switch r {
+	case EndTimeout:
+		return "timeout"
+	case EndInvalidated:
+		return "invalidated"
+	}
+	return fmt.Sprintf("EndReason(%d)", int(r))
+}
+
+// ErrManagerClosed is returned, and given to the ErrorHandler, once Close
+// has been called.
+var ErrManagerClosed = errors.New("sessions: manager closed")
+
+// Stats are a Manager's counters since New.
+type Stats struct {
+	Resident       int    // sessions in memory
+	PendingWrites  int    // write-behind operations not yet acknowledged
+	StorageReads   uint64 // storage Get calls
+	StorageWrites  uint64 // storage writes acknowledged
+	StorageDeletes uint64 // storage deletes acknowledged
+	StorageErrors  uint64 // failed storage calls
+	CorruptEntries uint64 // stored entries that could not be read as a session
+	Conflicts      uint64 // cluster commits that had to merge another server's write
+	Evicted        uint64 // sessions dropped from memory for idleness
+	Ended          uint64 // sessions ended (timeout or Invalidate)
+}
+
+// Manager keeps sessions in memory and backs them up to a storage. Create
+// it with New, wrap handlers with Handler, and Close it on shutdown. It is
+// safe for concurrent use.
+type Manager struct {
+	cfg     Config
+	storage *storage
+	codec   serializer.Codec
+	log     *slog.Logger
+	ram     ram
+	wb      writeBehind
+
+	touchEvery time.Duration
+	storeTTL   time.Duration
+
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	closed     atomic.Bool
+	stopNotify func()
+
+	storageDown atomic.Bool
+
+	stats struct {
+		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended atomic.Uint64
+	}
+}
+
+// New validates cfg, fills in defaults, opens the storage and starts the
+// Manager's background work. Close releases it.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m := &Manager{cfg: cfg, codec: cfg.Codec, log: cfg.Logger, stop: make(chan struct{})}
+	if c, ok := serializer.ByID(m.codec.ID()); ok && reflect.TypeOf(c) != reflect.TypeOf(m.codec) {
+		return nil, fmt.Errorf("sessions: codec %s uses id %d, reserved for the library's %s codec", m.codec.Name(), m.codec.ID(), c.Name())
+	}
+	if cfg.Store != nil {
+		m.storage = newStorage(fmt.Sprintf("%s store", cfg.Store.GetType()), cfg.Store, false)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.StorageTimeout*5)
+		st, err := openStorage(ctx, cfg.Storage)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		m.storage = st
+	}
+	m.ram.init()
+	m.wb.init()
+	m.touchEvery = cfg.Timeout / 10
+	// Stored entries outlive their logical deadline (kept in the envelope
+	// and checked on every load) by a margin, so that the memory sweep of
+	// sticky mode always ends a resident session before storage expires
+	// its copy.
+	m.storeTTL = cfg.Timeout + cfg.Timeout/5
+	if m.storage.expiry != nil {
+		m.stopNotify = m.storage.expiry.NotifyExpired(m.storageExpired)
+	}
+	m.wg.Add(1)
+	go m.sweepLoop()
+	if !cfg.Cluster {
+		m.wg.Add(1)
+		go m.flushLoop()
+	}
+	mode := "sticky"
+	if cfg.Cluster {
+		mode = "cluster"
+	}
+	m.log.Info("sessions: started", "storage", m.storage.name, "mode", mode,
+		"timeout", cfg.Timeout, "idle_evict", cfg.IdleEvict, "write_behind", cfg.WriteBehind,
+		"codec", m.codec.Name(), "key_prefix", cfg.KeyPrefix)
+	return m, nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.Storage == "" {
+		c.Storage = "memory"
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "sess:"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Timeout, 30*time.Minute)
+	def(&c.IdleEvict, 5*time.Minute)
+	def(&c.WriteBehind, 100*time.Millisecond)
+	def(&c.StorageTimeout, 2*time.Second)
+	if c.Timeout < 0 || c.WriteBehind < 0 || c.StorageTimeout < 0 {
+		return errors.New("sessions: Timeout, WriteBehind and StorageTimeout must not be negative")
+	}
+	if c.Cookie.Name == "" {
+		c.Cookie.Name = "session"
+	}
+	if !validCookieName(c.Cookie.Name) {
+		return fmt.Errorf("sessions: %q is not a valid cookie name", c.Cookie.Name)
+	}
+	if c.Cookie.Path == "" {
+		c.Cookie.Path = "/"
+	}
+	if c.Cookie.SameSite == 0 {
+		c.Cookie.SameSite = http.SameSiteLaxMode
+	}
+	if c.Codec == nil {
+		c.Codec = serializer.Msgpack
+	}
+	if c.MaxSessionSize <= 0 {
+		c.MaxSessionSize = 512 << 10
+	}
+	if c.MaxKeyLength <= 0 {
+		c.MaxKeyLength = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ErrorHandler == nil {
+		c.ErrorHandler = defaultErrorHandler
+	}
+	return nil
+}
+
+func validCookieName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, " \t\r\n;,=\"()<>@:\\/[]?{}") && isASCIIPrintable(name)
+}
+
+func isASCIIPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
+	http.Error(w, "Session storage unavailable, please retry shortly.", http.StatusServiceUnavailable)
+}
+
+func (m *Manager) checkKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if len(key) > m.cfg.MaxKeyLength {
+		return fmt.Errorf("%w: key of %d bytes is longer than %d", ErrInvalidKey, len(key), m.cfg.MaxKeyLength)
+	}
+	return nil
+}
+
+// Stats returns the Manager's counters.
+func (m *Manager) Stats() Stats {
+	return Stats{
+		Resident:       m.ram.len(),
+		PendingWrites:  m.wb.len(),
+		StorageReads:   m.stats.reads.Load(),
+		StorageWrites:  m.stats.writes.Load(),
+		StorageDeletes: m.stats.deletes.Load(),
+		StorageErrors:  m.stats.errors.Load(),
+		CorruptEntries: m.stats.corrupt.Load(),
+		Conflicts:      m.stats.conflicts.Load(),
+		Evicted:        m.stats.evicted.Load(),
+		Ended:          m.stats.ended.Load(),
+	}
+}
+
+// Close stops the Manager: requests get ErrManagerClosed through the
+// ErrorHandler, pending write-behind changes are written (retrying until
+// ctx is done), background goroutines stop, and a storage the Manager
+// opened from a URL is closed. It returns an error if changes remain
+// unwritten when ctx ends; give it a deadline. Calling Close again returns
+// ErrManagerClosed.
+func (m *Manager) Close(ctx context.Context) error {
+	if m.closed.Swap(true) {
+		return ErrManagerClosed
+	}
+	close(m.stop)
+	m.wg.Wait()
+	if m.stopNotify != nil {
+		m.stopNotify()
+	}
+	err := m.drain(ctx)
+	if cerr := m.storage.close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// newSession returns an unwritten session (no ID, not resident).
+func (m *Manager) newSession() *Session {
+	s := &Session{m: m, values: make(map[string]entry)}
+	s.lastAccess.Store(time.Now().UnixNano())
+	return s
+}
+
+// changed is called after every change to s; started says the change gave
+// s its identity.
+func (m *Manager) changed(s *Session, started bool) {
+	if started {
+		if old := m.ram.putIfAbsent(s.ID(), s); old != nil {
+			// Cannot happen with 256-bit random IDs; keep the invariant.
+			panic("sessions: session ID collision")
+		}
+		if m.cfg.OnSessionStart != nil {
+			m.cfg.OnSessionStart(s)
+		}
+	}
+	if !m.cfg.Cluster {
+		m.enqueue(s)
+	}
+}
+
+// renew moves s to a new ID.
+func (m *Manager) renew(s *Session) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	if s.id == "" {
+		s.mu.Unlock()
+		return nil
+	}
+	oldID, oldKey, wasStored := s.id, s.key, s.stored
+	s.id = newID()
+	s.key = storageKey(m.cfg.KeyPrefix, s.id)
+	newID := s.id
+	var data []byte
+	now := time.Now()
+	seq := s.seq
+	if m.cfg.Cluster {
+		data = s.envelopeLocked(now)
+	}
+	s.mu.Unlock()
+	m.ram.move(oldID, newID, s)
+	if !m.cfg.Cluster {
+		if wasStored {
+			m.wb.add(oldKey, nil)
+		}
+		s.queued.Store(false) // queued under the old key
+		m.enqueue(s)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+	defer cancel()
+	if _, err := m.storage.compareAndSwap(ctx, s.keySnapshot(), nil, data, m.storeTTL); err != nil {
+		m.storageFailed("renew", err)
+		return fmt.Errorf("sessions: renew: writing the new entry: %w", err)
+	}
+	m.stats.writes.Add(1)
+	s.mu.Lock()
+	s.storedLocked(data, now, seq, true)
+	s.mu.Unlock()
+	if wasStored {
+		if err := m.storage.delete(ctx, oldKey); err != nil {
+			m.storageFailed("renew", err)
+			return fmt.Errorf("sessions: renew: removing the old entry: %w", err)
+		}
+		m.stats.deletes.Add(1)
+	}
+	m.storageOK()
+	return nil
+}
+
+func (s *Session) keySnapshot() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.key
+}
+
+// invalidate ends s everywhere and resets it to a new session.
+func (m *Manager) invalidate(s *Session) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	if s.id == "" {
+		s.mu.Unlock()
+		return nil
+	}
+	id, key, wasStored := s.id, s.key, s.stored
+	ended := m.snapshotLocked(s)
+	s.resetLocked()
+	s.mu.Unlock()
+	m.ram.remove(id, s)
+	var err error
+	if wasStored {
+		if m.cfg.Cluster {
+			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+			err = m.storage.delete(ctx, key)
+			cancel()
+			if err != nil {
+				m.storageFailed("invalidate", err)
+				err = fmt.Errorf("sessions: invalidate: %w", err)
+			} else {
+				m.stats.deletes.Add(1)
+				m.storageOK()
+			}
+		} else {
+			m.wb.add(key, nil)
+		}
+	}
+	m.fireEnd(ended, EndInvalidated)
+	return err
+}
+
+// snapshotLocked copies s for OnSessionEnd, which may read its values
+// after s itself was reset.
+func (m *Manager) snapshotLocked(s *Session) *Session {
+	c := &Session{m: m, id: s.id, created: s.created, values: make(map[string]entry, len(s.values)), revision: s.revision}
+	for k, e := range s.values {
+		c.values[k] = e
+	}
+	c.lastAccess.Store(s.lastAccess.Load())
+	return c
+}
+
+func (m *Manager) fireEnd(s *Session, reason EndReason) {
+	m.stats.ended.Add(1)
+	if m.cfg.OnSessionEnd != nil {
+		m.cfg.OnSessionEnd(s, reason)
+	}
+}
+
+// sessionFromEnvelope builds a resident-to-be session from stored bytes.
+func (m *Manager) sessionFromEnvelope(id, key string, env *serializer.Envelope, data []byte, keepBase bool) *Session {
+	s := &Session{m: m, id: id, key: key}
+	s.adoptLocked(env, data)
+	if !keepBase {
+		s.base = nil
+	}
+	s.lastAccess.Store(time.Now().UnixNano())
+	return s
+}
+
+// decode parses a stored entry. An entry this program cannot read (corrupt,
+// truncated, another format version or codec) is logged with the reason,
+// counted, and reported as nil: the caller starts a fresh session.
+func (m *Manager) decode(key string, data []byte) *serializer.Envelope {
+	env, err := serializer.DecodeEnvelope(data)
+	if err == nil && env.Codec != m.codec.ID() {
+		name := "unknown"
+		if c, ok := serializer.ByID(env.Codec); ok {
+			name = c.Name()
+		}
+		err = fmt.Errorf("written with codec %d (%s), this server uses %s", env.Codec, name, m.codec.Name())
+	}
+	if err != nil {
+		m.stats.corrupt.Add(1)
+		m.log.Warn("sessions: unreadable stored session ignored; a fresh session starts", "key", key, "bytes", len(data), "reason", err)
+		return nil
+	}
+	return env
+}
+
+// storageExpired receives entries the storage expired (memory driver).
+func (m *Manager) storageExpired(key string, data []byte) {
+	if !strings.HasPrefix(key, m.cfg.KeyPrefix) {
+		return
+	}
+	env := m.decode(key, data)
+	if env == nil {
+		return
+	}
+	s := m.sessionFromEnvelope("", key, env, data, false)
+	s.lastAccess.Store(env.LastAccess * int64(time.Millisecond))
+	m.fireEnd(s, EndTimeout)
+}
+
+func (m *Manager) storageFailed(op string, err error) {
+	m.stats.errors.Add(1)
+	if !m.storageDown.Swap(true) {
+		m.log.Error("sessions: storage failing; sticky mode keeps serving from memory and retries writes",
+			"storage", m.storage.name, "op", op, "err", err)
+	}
+}
+
+func (m *Manager) storageOK() {
+	if m.storageDown.Load() && m.storageDown.Swap(false) {
+		m.log.Info("sessions: storage recovered", "storage", m.storage.name, "pending_writes", m.wb.len())
+	}
+}
+
+// sweepLoop ends timed-out sessions (sticky mode) and evicts idle ones.
+func (m *Manager) sweepLoop() {
+	defer m.wg.Done()
+	every := m.cfg.Timeout
+	if m.cfg.IdleEvict > 0 && m.cfg.IdleEvict < every {
+		every = m.cfg.IdleEvict
+	}
+	every /= 4
+	every = max(every, time.Millisecond)
+	every = min(every, 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			m.sweep(now)
+		}
+	}
+}
+
+func (m *Manager) sweep(now time.Time) {
+	timeoutBefore := now.Add(-m.cfg.Timeout).UnixNano()
+	evictBefore := int64(-1 << 63)
+	if m.cfg.IdleEvict > 0 {
+		evictBefore = now.Add(-m.cfg.IdleEvict).UnixNano()
+	}
+	for _, s := range m.ram.idle(min(timeoutBefore, evictBefore)) {
+		last := s.lastAccess.Load()
+		switch {
+		case !m.cfg.Cluster && last < timeoutBefore:
+			m.timeout(s)
+		case last < evictBefore || (m.cfg.Cluster && last < timeoutBefore):
+			// Only clean sessions leave memory: a dirty one is queued and
+			// goes on a later sweep, once written.
+			s.mu.Lock()
+			clean := len(s.dirty) == 0 && !s.queued.Load()
+			id := s.id
+			s.mu.Unlock()
+			if clean && m.ram.remove(id, s) {
+				m.stats.evicted.Add(1)
+			}
+		}
+	}
+}
+
+// timeout ends a resident session whose Timeout passed (sticky mode).
+func (m *Manager) timeout(s *Session) {
+	if s.ended.Swap(true) {
+		return
+	}
+	s.commitMu.Lock()
+	s.mu.Lock()
+	id, key, wasStored := s.id, s.key, s.stored
+	ended := m.snapshotLocked(s)
+	s.resetLocked()
+	s.mu.Unlock()
+	s.commitMu.Unlock()
+	m.ram.remove(id, s)
+	if wasStored {
+		m.wb.add(key, nil)
+	}
+	m.fireEnd(ended, EndTimeout)
+}
+
+// ram is the in-memory tier: sessions by ID, sharded to keep lock
+// contention low.
+type ram struct {
+	seed   maphash.Seed
+	shards [ramShards]ramShard
+}
+
+const ramShards = 64
+
+type ramShard struct {
+	mu sync.RWMutex
+	m  map[string]*Session
+}
+
+func (r *ram) init() {
+	r.seed = maphash.MakeSeed()
+	for i := range r.shards {
+		r.shards[i].m = make(map[string]*Session)
+	}
+}
+
+func (r *ram) shard(id string) *ramShard {
+	return &r.shards[maphash.String(r.seed, id)%ramShards]
+}
+
+func (r *ram) get(id string) *Session {
+	sh := r.shard(id)
+	sh.mu.RLock()
+	s := sh.m[id]
+	sh.mu.RUnlock()
+	return s
+}
+
+// putIfAbsent stores s under id unless a session is there, which it returns.
+func (r *ram) putIfAbsent(id string, s *Session) *Session {
+	sh := r.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[id]; ok {
+		return old
+	}
+	sh.m[id] = s
+	return nil
+}
+
+// remove deletes id if it still maps to s.
+func (r *ram) remove(id string, s *Session) bool {
+	sh := r.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[id] == s {
+		delete(sh.m, id)
+		return true
+	}
+	return false
+}
+
+func (r *ram) move(oldID, newID string, s *Session) {
+	r.remove(oldID, s)
+	r.putIfAbsent(newID, s)
+}
+
+// idle returns the sessions last used before the given Unix ns time.
+func (r *ram) idle(before int64) []*Session {
+	var out []*Session
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.m {
+			if s.lastAccess.Load() < before {
+				out = append(out, s)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+func (r *ram) len() int {
+	n := 0
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// memory is the default storage's driver.
+func init() {
+	RegisterDriver("memory", func(_ context.Context, u *url.URL) (store.StoreInterface, error) {
+		opts := memory.Options{}
+		if v := u.Query().Get("sweep"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, fmt.Errorf("memory storage: option sweep=%q: %w", v, err)
+			}
+			opts.SweepInterval = d
+		}
+		return memory.New(opts), nil
+	})
+}

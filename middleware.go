@@ -1,0 +1,213 @@
+package sessions
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+type contextKey struct{}
+
+// FromContext returns the session of the request whose context ctx is,
+// inside a handler wrapped by Manager.Handler; nil elsewhere (the methods of
+// a nil *Session are safe to call).
+func FromContext(ctx context.Context) *Session {
+	s, _ := ctx.Value(contextKey{}).(*Session)
+	return s
+}
+
+// Handler wraps next so that every request carries its session, available
+// through FromContext(r.Context()).
+//
+// The session comes from the cookie: a missing, malformed or unknown cookie
+// gives a new, empty session (a malformed one costs no storage lookup). The
+// response carries a Set-Cookie when the session was created, renewed or
+// invalidated. In cluster mode a changed session is written to storage
+// before the response is committed — on the handler's first WriteHeader,
+// Write or Flush, or when it returns — so a redirect's next request, on any
+// server, sees the change. When storage fails, the request is answered by
+// Config.ErrorHandler instead (cluster mode; sticky mode only when the
+// session is not in memory).
+func (m *Manager) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.closed.Load() {
+			m.cfg.ErrorHandler(w, r, ErrManagerClosed)
+			return
+		}
+		incoming := m.cookieID(r)
+		var s *Session
+		if incoming != "" {
+			var err error
+			if s, err = m.load(r.Context(), incoming); err != nil {
+				m.cfg.ErrorHandler(w, r, err)
+				return
+			}
+		}
+		if s == nil {
+			s = m.newSession()
+		} else {
+			m.touch(s)
+		}
+		rw := &responseWriter{ResponseWriter: w, m: m, r: r, s: s, incoming: incoming}
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), contextKey{}, s)))
+		rw.finish()
+	})
+}
+
+// touch records a use of s; in sticky mode it also queues a rewrite when
+// the stored access time is due for a refresh, so that storage does not
+// expire an active session.
+func (m *Manager) touch(s *Session) {
+	now := time.Now()
+	s.lastAccess.Store(now.UnixNano())
+	if m.cfg.Cluster || s.queued.Load() {
+		return
+	}
+	s.mu.Lock()
+	due := s.stored && now.UnixMilli()-s.storedAccess >= m.touchEvery.Milliseconds()
+	s.mu.Unlock()
+	if due {
+		m.enqueue(s)
+	}
+}
+
+// cookieID returns the session ID from the request's cookie if it is
+// well-formed, else "". It does not allocate.
+func (m *Manager) cookieID(r *http.Request) string {
+	name := m.cfg.Cookie.Name
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			if len(part) > len(name) && part[len(name)] == '=' && part[:len(name)] == name {
+				if v := part[len(name)+1:]; validID(v) {
+					return v
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// errResponseAborted is what Write returns after a failed commit replaced
+// the handler's response with the ErrorHandler's.
+var errResponseAborted = errors.New("sessions: response replaced by the error handler: the session could not be saved")
+
+// responseWriter commits the session (cluster mode) and sets the cookie
+// just before the response header goes out.
+type responseWriter struct {
+	http.ResponseWriter
+	m        *Manager
+	r        *http.Request
+	s        *Session
+	incoming string
+	prepared bool
+	aborted  bool
+}
+
+// prepare runs once, before the header is written. It reports whether the
+// handler's response may proceed.
+func (w *responseWriter) prepare() bool {
+	if w.prepared {
+		return !w.aborted
+	}
+	w.prepared = true
+	if w.m.cfg.Cluster {
+		if err := w.m.commit(w.r.Context(), w.s); err != nil {
+			w.aborted = true
+			w.m.log.Error("sessions: session not saved; answering with the error handler", "err", err)
+			// Keep memory consistent with storage: the next request reloads.
+			w.m.ram.remove(w.s.ID(), w.s)
+			w.m.cfg.ErrorHandler(w.ResponseWriter, w.r, err)
+			return false
+		}
+	}
+	w.setCookie()
+	return true
+}
+
+func (w *responseWriter) setCookie() {
+	id := w.s.ID()
+	if id == w.incoming {
+		return
+	}
+	c := w.m.cfg.Cookie
+	cookie := http.Cookie{
+		Name: c.Name, Value: id, Path: c.Path, Domain: c.Domain,
+		Secure: !c.Insecure, HttpOnly: !c.AllowScript, SameSite: c.SameSite,
+	}
+	switch {
+	case id == "":
+		cookie.MaxAge = -1 // invalidated: delete it
+	case c.Persist:
+		cookie.MaxAge = int(w.m.cfg.Timeout / time.Second)
+	}
+	h := w.Header()
+	h.Add("Set-Cookie", cookie.String())
+	h.Add("Vary", "Cookie")
+	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+}
+
+// finish runs after the handler returned.
+func (w *responseWriter) finish() {
+	if !w.prepared {
+		w.prepare()
+		return
+	}
+	if w.aborted {
+		return
+	}
+	if w.m.cfg.Cluster {
+		// Changes made after the header went out: save them, though the
+		// client can no longer be told of a failure.
+		if err := w.m.commit(w.r.Context(), w.s); err != nil {
+			w.m.log.Error("sessions: change made after the response started was not saved", "err", err)
+		}
+	}
+	if id := w.s.ID(); id != w.incoming && id != "" {
+		w.m.log.Warn("sessions: session created or renewed after the response header was written; the client did not get its cookie",
+			"path", w.r.URL.Path)
+	}
+}
+
+// WriteHeader commits the session, sets the cookie, then writes the header.
+func (w *responseWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		w.ResponseWriter.WriteHeader(code) // informational: not the response yet
+		return
+	}
+	if w.prepare() {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+// Write commits the session and sets the cookie before the first byte.
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.prepare() {
+		return 0, errResponseAborted
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush commits the session before flushing.
+func (w *responseWriter) Flush() {
+	if w.prepare() {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
+// Hijack commits the session before handing over the connection.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !w.prepare() {
+		return nil, nil, errResponseAborted
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap gives http.ResponseController access to the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

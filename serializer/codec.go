@@ -1,0 +1,150 @@
+// Package serializer turns session values into bytes and sessions into the
+// self-describing envelope the library writes to storage.
+//
+// Each value of a session is encoded on its own by a Codec, when it is Set.
+// That is what lets the library reject an unserializable value at Set time,
+// decode lazily into the caller's type, and know which keys a request
+// changed. The envelope (see Envelope) wraps those encoded values with the
+// session's metadata, a format version, the codec's id and a checksum.
+package serializer
+
+import (
+	"bytes"
+	"encoding/gob"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec encodes single session values.
+//
+// A Codec must be safe for concurrent use. Marshal must not retain v;
+// Unmarshal must not retain data after it returns (the library may reuse
+// the buffer). ID is stored in every envelope: it must never change for a
+// codec, and two codecs in one program must not share one.
+type Codec interface {
+	// ID is the codec's stable one-byte identifier (1-15 are reserved
+	// for the library's codecs).
+	ID() byte
+	// Name is a short human-readable name, such as "msgpack".
+	Name() string
+	// Marshal encodes v.
+	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data into the value v points to. When v is a
+	// *any, the codec picks the Go types (see each codec's doc).
+	Unmarshal(data []byte, v any) error
+}
+
+// Codec ids written into envelopes.
+const (
+	MsgpackID byte = 1
+	JSONID    byte = 2
+	GobID     byte = 3
+)
+
+// Msgpack is the default codec: github.com/vmihailenco/msgpack/v5. It is the
+// fastest of the three on a realistic session (see codec_bench_test.go) and
+// the most compact. Decoding into *any gives int64/uint64 for integers,
+// float64, string, []byte, []any, map[string]any and time.Time.
+var Msgpack Codec = msgpackCodec{}
+
+// JSON encodes with encoding/json. Readable in storage tools, but larger and
+// slower; decoding into *any follows encoding/json (numbers become float64),
+// so prefer the typed sessions.Get[T].
+var JSON Codec = jsonCodec{}
+
+// Gob encodes with encoding/gob, each value as its own stream, so it needs
+// no gob.Register for values read back with sessions.Get[T]. Decoding into
+// *any is not possible without registered types and fails with an error.
+var Gob Codec = gobCodec{}
+
+// ByID returns the library's codec with the given id, if any.
+func ByID(id byte) (Codec, bool) {
+	switch id {
+	case MsgpackID:
+		return Msgpack, true
+	case JSONID:
+		return JSON, true
+	case GobID:
+		return Gob, true
+	}
+	return nil, false
+}
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) ID() byte     { return MsgpackID }
+func (msgpackCodec) Name() string { return "msgpack" }
+
+// Pooled msgpack state. ResetWriter/ResetReader keep the flags set here
+// (Reset would clear them).
+var msgpackEncoders = sync.Pool{New: func() any {
+	enc := msgpack.NewEncoder(nil)
+	enc.UseCompactInts(true)
+	enc.UseCompactFloats(true)
+	return enc
+}}
+
+type msgpackDecoder struct {
+	dec *msgpack.Decoder
+	rd  bytes.Reader
+}
+
+var msgpackDecoders = sync.Pool{New: func() any {
+	d := &msgpackDecoder{dec: msgpack.NewDecoder(nil)}
+	d.dec.UseLooseInterfaceDecoding(true)
+	return d
+}}
+
+func (msgpackCodec) Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpackEncoders.Get().(*msgpack.Encoder)
+	enc.ResetWriter(&buf)
+	err := enc.Encode(v)
+	enc.ResetWriter(nil)
+	msgpackEncoders.Put(enc)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	d := msgpackDecoders.Get().(*msgpackDecoder)
+	d.rd.Reset(data)
+	d.dec.ResetReader(&d.rd)
+	err := d.dec.Decode(v)
+	d.dec.ResetReader(nil)
+	d.rd.Reset(nil)
+	msgpackDecoders.Put(d)
+	return err
+}
+
+type jsonCodec struct{}
+
+func (jsonCodec) ID() byte                           { return JSONID }
+func (jsonCodec) Name() string                       { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+type gobCodec struct{}
+
+func (gobCodec) ID() byte     { return GobID }
+func (gobCodec) Name() string { return "gob" }
+
+func (gobCodec) Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (gobCodec) Unmarshal(data []byte, v any) error {
+	if p, ok := v.(*any); ok && *p == nil {
+		return fmt.Errorf("serializer: gob cannot decode into an untyped value; read it with sessions.Get[T]")
+	}
+	return gob.NewDecoder(bytes.NewReader(data)).Decode(v)
+}
