@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/sessionstorage/sessions/serializer"
 )
 
 // This file holds the two modes' storage policies:
@@ -28,9 +30,10 @@ import (
 
 // writeBehind is sticky mode's queue: the latest operation per storage key.
 type writeBehind struct {
-	mu   sync.Mutex
-	ops  map[string]*Session // storage key → session to write; nil: delete
-	wake chan struct{}
+	mu       sync.Mutex
+	ops      map[string]*Session // storage key → session to write; nil: delete
+	inflight int                 // taken by a flush, not yet done
+	wake     chan struct{}
 }
 
 func (w *writeBehind) init() {
@@ -66,7 +69,15 @@ func (w *writeBehind) take() map[string]*Session {
 	}
 	ops := w.ops
 	w.ops = make(map[string]*Session, len(ops))
+	w.inflight += len(ops)
 	return ops
+}
+
+// done ends one operation taken by take (after any requeue).
+func (w *writeBehind) done() {
+	w.mu.Lock()
+	w.inflight--
+	w.mu.Unlock()
 }
 
 // deleting reports whether a delete of key is pending, so that a memory
@@ -78,10 +89,11 @@ func (w *writeBehind) deleting(key string) bool {
 	return ok && s == nil
 }
 
+// len counts operations not yet acknowledged: queued or being written.
 func (w *writeBehind) len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.ops)
+	return len(w.ops) + w.inflight
 }
 
 // enqueue schedules a write-behind of s (sticky mode); cheap when s is
@@ -143,7 +155,7 @@ func (m *Manager) flushBatch(ctx context.Context) (failed int) {
 		sema <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sema; wg.Done() }()
+			defer func() { m.wb.done(); <-sema; wg.Done() }()
 			if err := m.flushOne(ctx, key, s); err != nil {
 				mu.Lock()
 				failed++
@@ -152,9 +164,6 @@ func (m *Manager) flushBatch(ctx context.Context) (failed int) {
 		}()
 	}
 	wg.Wait()
-	if failed == 0 {
-		m.storageOK()
-	}
 	return failed
 }
 
@@ -170,6 +179,7 @@ func (m *Manager) flushOne(ctx context.Context, key string, s *Session) error {
 			return err
 		}
 		m.stats.deletes.Add(1)
+		m.storageOK()
 		return nil
 	}
 	s.commitMu.Lock()
@@ -192,6 +202,7 @@ func (m *Manager) flushOne(ctx context.Context, key string, s *Session) error {
 		return err
 	}
 	m.stats.writes.Add(1)
+	m.storageOK()
 	s.mu.Lock()
 	s.storedLocked(data, now, seq, false)
 	s.mu.Unlock()
@@ -308,10 +319,14 @@ func (m *Manager) loadCluster(ctx context.Context, id string) (*Session, error) 
 		return nil, err
 	}
 	if s != nil {
+		// Keep the copy in memory when storage holds the same bytes, or an
+		// older revision (a concurrent request of this server committed
+		// after this read was answered).
+		rev, _ := serializer.PeekRevision(data)
 		s.mu.Lock()
-		same := s.id == id && bytes.Equal(s.base, data)
+		current := s.id == id && (rev < s.revision || bytes.Equal(s.base, data))
 		s.mu.Unlock()
-		if same {
+		if current {
 			return s, nil
 		}
 	}
@@ -329,8 +344,9 @@ func (m *Manager) loadCluster(ctx context.Context, id string) (*Session, error) 
 	}
 	// Another server changed the session: take its version, keeping this
 	// server's uncommitted changes on top.
+	rev, _ := serializer.PeekRevision(data)
 	s.mu.Lock()
-	if s.id == id {
+	if s.id == id && rev >= s.revision && !bytes.Equal(s.base, data) {
 		env := m.decode(key, data) // cannot fail: fromStorage just read it
 		s.adoptLocked(env, data)
 	}

@@ -59,3 +59,9 @@ func storageKey(prefix, id string) string {
 	base64.RawURLEncoding.Encode(buf[len(prefix):], sum[:])
 	return string(buf)
 }
+
+// StorageKey returns the storage key under which a session with the given
+// ID is stored, for a Manager with the given Config.KeyPrefix ("sess:" by
+// default). Operators use it to find one user's entry; it cannot be
+// reversed into the ID.
+func StorageKey(prefix, id string) string { return storageKey(prefix, id) }

@@ -553,7 +553,7 @@ func (m *Manager) sweep(now time.Time) {
 	if m.cfg.IdleEvict > 0 {
 		evictBefore = now.Add(-m.cfg.IdleEvict).UnixNano()
 	}
-	for _, s := range m.ram.idle(min(timeoutBefore, evictBefore)) {
+	for _, s := range m.ram.idle(max(timeoutBefore, evictBefore)) {
 		last := s.lastAccess.Load()
 		switch {
 		case !m.cfg.Cluster && last < timeoutBefore:

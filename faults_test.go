@@ -1,0 +1,186 @@
+package sessions_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/internal/faultstore"
+)
+
+// within fails the test if fn does not return within d: what a request
+// that waited on a hung storage would do.
+func within(t *testing.T, d time.Duration, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+	}
+}
+
+func TestStickyServesFromMemoryWhileStorageFailsAndFlushesAfter(t *testing.T) {
+	for _, mode := range []faultstore.Mode{faultstore.Fail, faultstore.Hang} {
+		b := newBackend(t)
+		n := newNode(t, b, sessions.Config{WriteBehind: 10 * time.Millisecond, StorageTimeout: 30 * time.Millisecond})
+		c := newClient(t)
+		c.must(n.h, "/set?k=a&v=1", 200)
+		eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+
+		b.fault.SetMode(mode)
+		for i := 0; i < 20; i++ {
+			within(t, 5*time.Second, "a request while storage is down", func() {
+				c.must(n.h, "/incr?k=n", 200)
+				c.must(n.h, "/set?k=a&v=2", 200)
+			})
+		}
+		eventually(t, 2*time.Second, "failed flushes counted", func() bool { return n.m.Stats().StorageErrors > 0 })
+		if p := n.m.Stats().PendingWrites; p != 1 {
+			t.Fatalf("mode %d: %d pending writes, want 1 (coalesced)", mode, p)
+		}
+		if got := n.logs.count("storage failing"); got != 1 {
+			t.Fatalf("mode %d: storage failure logged %d times, want once:\n%s", mode, got, n.logs)
+		}
+
+		b.fault.SetMode(faultstore.Pass)
+		eventually(t, 10*time.Second, "flushed after recovery", func() bool { return n.m.Stats().PendingWrites == 0 })
+		if v, _ := b.storedValue(t, c.cookie, "a"); v != "2" {
+			t.Fatalf("mode %d: stored a=%q after recovery, want 2", mode, v)
+		}
+		if v, _ := b.storedValue(t, c.cookie, "n"); v != "20" {
+			t.Fatalf("mode %d: stored n=%q after recovery, want 20", mode, v)
+		}
+		if !strings.Contains(n.logs.String(), "storage recovered") {
+			t.Fatal("recovery not logged")
+		}
+	}
+}
+
+func TestStickyMemoryMissWhileStorageDownUsesErrorHandler(t *testing.T) {
+	b := newBackend(t)
+	n1 := newNode(t, b, sessions.Config{})
+	c := newClient(t)
+	c.must(n1.h, "/set?k=a&v=1", 200)
+	n1.close(t)
+	var handled atomic.Value
+	n2 := newNode(t, b, sessions.Config{StorageTimeout: 30 * time.Millisecond,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			handled.Store(err)
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+		}})
+	b.fault.SetMode(faultstore.Fail)
+	c.must(n2.h, "/get?k=a", http.StatusServiceUnavailable)
+	if err, _ := handled.Load().(error); !errors.Is(err, faultstore.ErrInjected) {
+		t.Fatalf("ErrorHandler got %v", err)
+	}
+	if c.cookie == "" {
+		t.Fatal("the failed request replaced the client's cookie")
+	}
+	b.fault.SetMode(faultstore.Pass)
+	if got := c.must(n2.h, "/get?k=a", 200); got != "1" {
+		t.Fatalf("after recovery: %q", got)
+	}
+}
+
+func TestClusterStorageDownAnswersThroughErrorHandler(t *testing.T) {
+	for _, mode := range []faultstore.Mode{faultstore.Fail, faultstore.Hang} {
+		b := newBackend(t)
+		n := newNode(t, b, sessions.Config{Cluster: true, StorageTimeout: 30 * time.Millisecond})
+		c := newClient(t)
+		c.must(n.h, "/set?k=a&v=1", 200)
+		b.fault.SetMode(mode)
+		// Read at request start fails.
+		within(t, 5*time.Second, "request with storage down", func() {
+			code, body := c.do(n.h, "/get?k=a")
+			if code != http.StatusServiceUnavailable || !strings.Contains(body, "Session storage unavailable") {
+				t.Fatalf("mode %d: %d %q, want 503 with the default message", mode, code, body)
+			}
+		})
+		// A brand-new session fails at commit, before the response.
+		fresh := newClient(t)
+		within(t, 5*time.Second, "commit with storage down", func() {
+			code, _ := fresh.do(n.h, "/set?k=a&v=1")
+			if code != http.StatusServiceUnavailable || fresh.cookie != "" {
+				t.Fatalf("mode %d: commit failure gave %d and cookie %q, want 503 and no cookie", mode, code, fresh.cookie)
+			}
+		})
+		b.fault.SetMode(faultstore.Pass)
+		if got := c.must(n.h, "/get?k=a", 200); got != "1" {
+			t.Fatalf("after recovery: %q", got)
+		}
+	}
+}
+
+func TestClusterFailedCommitIsNotVisibleLater(t *testing.T) {
+	b := newBackend(t)
+	n := newNode(t, b, sessions.Config{Cluster: true, StorageTimeout: 30 * time.Millisecond})
+	c := newClient(t)
+	c.must(n.h, "/set?k=a&v=1", 200)
+	// Reads work but writes fail: hide the write by failing only CAS.
+	loaded, release, done := make(chan struct{}), make(chan struct{}), make(chan int)
+	h := n.m.Handler(holdApp(loaded, release))
+	go func() {
+		code, _ := (&client{t: t, name: "session", cookie: c.cookie}).do(h, "/?k=a&v=lost")
+		done <- code
+	}()
+	<-loaded
+	b.fault.SetMode(faultstore.Fail)
+	close(release)
+	if code := <-done; code != http.StatusServiceUnavailable {
+		t.Fatalf("failed commit answered %d, want 503", code)
+	}
+	b.fault.SetMode(faultstore.Pass)
+	if got := c.must(n.h, "/get?k=a", 200); got != "1" {
+		t.Fatalf("a change whose commit failed became visible: %q", got)
+	}
+}
+
+func TestCloseWithStorageDownReportsUnflushed(t *testing.T) {
+	b := newBackend(t)
+	n := newNode(t, b, sessions.Config{StorageTimeout: 10 * time.Millisecond})
+	c := newClient(t)
+	b.fault.SetMode(faultstore.Fail)
+	c.must(n.h, "/set?k=a&v=1", 200)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := n.m.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 pending writes not flushed") {
+		t.Fatalf("Close = %v, want a report of the unflushed write", err)
+	}
+	if code, _ := c.do(n.h, "/get?k=a"); code != http.StatusServiceUnavailable {
+		t.Fatalf("request after Close: %d, want 503", code)
+	}
+}
+
+func TestRequestsAfterCloseGetErrManagerClosed(t *testing.T) {
+	var got error
+	m := mustNew(t, sessions.Config{ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		got = err
+		w.WriteHeader(503)
+	}})
+	h := m.Handler(testApp())
+	must(t, m.Close(context.Background()))
+	newClient(t).do(h, "/get?k=a")
+	if !errors.Is(got, sessions.ErrManagerClosed) {
+		t.Fatalf("ErrorHandler got %v, want ErrManagerClosed", got)
+	}
+	if err := m.Close(context.Background()); !errors.Is(err, sessions.ErrManagerClosed) {
+		t.Fatalf("second Close = %v", err)
+	}
+}
+
+func mustNew(t *testing.T, cfg sessions.Config) *sessions.Manager {
+	t.Helper()
+	m, err := sessions.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
