@@ -108,12 +108,33 @@ type storage struct {
 	cas    CompareAndSwapStore // nil when the store lacks it
 	expiry ExpiryNotifier      // nil when the store lacks it
 	owned  bool                // opened from a URL: closed by the Manager
+	// wholeSeconds: the store truncates TTLs to whole seconds (memcache
+	// would turn 500 ms into 0, "never expire"), so they are rounded up.
+	wholeSeconds bool
+}
+
+// memcacheRelativeLimit: memcached reads an expiration above 30 days as
+// an absolute Unix time.
+const memcacheRelativeLimit = 30 * 24 * time.Hour
+
+// ceilSeconds rounds a TTL up to whole seconds and, past memcached's 30-day
+// limit, turns it into the absolute Unix time memcached expects (the store
+// passes the seconds through as they are).
+func ceilSeconds(d time.Duration) time.Duration {
+	if r := d % time.Second; r != 0 {
+		d += time.Second - r
+	}
+	if d > memcacheRelativeLimit {
+		d = time.Duration(time.Now().Add(d).Unix()) * time.Second
+	}
+	return d
 }
 
 func newStorage(name string, st store.StoreInterface, owned bool) *storage {
 	s := &storage{name: name, store: st, owned: owned}
 	s.cas, _ = st.(CompareAndSwapStore)
 	s.expiry, _ = st.(ExpiryNotifier)
+	s.wholeSeconds = st.GetType() == "memcache"
 	return s
 }
 
@@ -190,6 +211,9 @@ func (s *storage) set(ctx context.Context, key string, value []byte, ttl time.Du
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.wholeSeconds {
+		ttl = ceilSeconds(ttl)
+	}
 	if ttl > 0 {
 		return s.store.Set(ctx, key, value, store.WithExpiration(ttl))
 	}
@@ -200,6 +224,9 @@ func (s *storage) set(ctx context.Context, key string, value []byte, ttl time.Du
 // absent). Stores without the capability get a re-read then a write: right
 // unless another writer slips in between the two calls.
 func (s *storage) compareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if s.wholeSeconds {
+		ttl = ceilSeconds(ttl)
+	}
 	if s.cas != nil {
 		return s.cas.CompareAndSwap(ctx, key, old, value, ttl)
 	}

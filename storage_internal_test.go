@@ -1,0 +1,47 @@
+package sessions
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCeilSeconds(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{
+		0:                       0,
+		500 * time.Millisecond:  time.Second,
+		time.Second:             time.Second,
+		1001 * time.Millisecond: 2 * time.Second,
+		36 * time.Minute:        36 * time.Minute,
+	} {
+		if got := ceilSeconds(in); got != want {
+			t.Errorf("ceilSeconds(%v) = %v, want %v", in, got, want)
+		}
+	}
+	// Beyond 30 days memcached wants an absolute Unix time.
+	got := ceilSeconds(40 * 24 * time.Hour)
+	want := time.Now().Add(40 * 24 * time.Hour).Unix()
+	if secs := int64(got / time.Second); secs < want-2 || secs > want+2 {
+		t.Errorf("ceilSeconds(40 days) = %d s, want the Unix time %d", secs, want)
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for i := 0; i < 1000; i++ {
+		if id := newID(); !validID(id) {
+			t.Fatalf("newID() = %q is not valid", id)
+		}
+	}
+	for _, bad := range []string{"", "short", newID() + "x", newID()[:42] + "!", newID()[:42] + "B"} {
+		if validID(bad) {
+			t.Errorf("validID(%q) = true", bad)
+		}
+	}
+}
+
+func TestStorageKeyHidesID(t *testing.T) {
+	id := newID()
+	k := storageKey("sess:", id)
+	if k == "sess:"+id || len(k) != len("sess:")+43 || storageKey("sess:", id) != k {
+		t.Fatalf("storageKey(%q) = %q: want a stable hash, not the ID", id, k)
+	}
+}
