@@ -85,7 +85,16 @@ type ExpiryNotifier interface {
 	NotifyExpired(fn func(key string, value []byte)) (stop func())
 }
 
-// ErrNotFound is what storage reads report for a missing entry.
+// KeyLister is an optional capability of a store: listing keys by prefix.
+// sessionctl uses it to list and purge sessions; without it those commands
+// say the storage cannot list.
+type KeyLister interface {
+	// ListKeys calls fn for each live key that starts with prefix, until
+	// fn returns an error, which ListKeys then returns.
+	ListKeys(ctx context.Context, prefix string, fn func(key string) error) error
+}
+
+// errNotFound is what storage reads report for a missing entry.
 var errNotFound = errors.New("sessions: entry not found")
 
 // Miss errors some gocache stores return unwrapped, instead of

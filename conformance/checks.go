@@ -1,0 +1,493 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+	"github.com/sessionstorage/sessions"
+)
+
+var checks = []Check{
+	{"bytes", "values of 0, 1, 256 (every byte value), 64 KiB and the store's maximum bytes round-trip exactly", checkBytes},
+	{"keys", "keys made of every character a session storage key can hold round-trip", checkKeys},
+	{"not-found", "a missing key reports gocache's NotFound (errors.Is(err, &store.NotFound{}))", checkNotFound},
+	{"overwrite", "Set on an existing key replaces its value", checkOverwrite},
+	{"delete", "Delete removes a key; deleting it again, or a key never set, is not an error", checkDelete},
+	{"no-aliasing", "a returned value is a copy: changing it, or the slice given to Set, leaves the stored value alone", checkNoAliasing},
+	{"expiry", "an entry is present before its TTL, gone after TTL plus resolution, and an overwrite restarts the TTL", checkExpiry},
+	{"isolation", "two key prefixes over one store never see or delete each other's entries, raw and through two Managers", checkIsolation},
+	{"context", "a cancelled or expired context fails Get, Set and Delete, and the Set writes nothing", checkContext},
+	{"concurrency", "32 goroutines writing and reading their own and shared keys see their own writes (run under -race)", checkConcurrency},
+	{"session/sticky", "sticky Managers: write-behind reaches storage, a restarted Manager reloads, an idle-evicted session reloads", checkSessionSticky},
+	{"session/cluster", "two cluster Managers read each other's writes on the next request", checkSessionCluster},
+	{"session/renew-invalidate", "Renew removes the entry under the old ID and Invalidate removes the session, in both modes", checkRenewInvalidate},
+	{"cap/compare-and-swap", "CompareAndSwap agrees with Get, refuses stale and absent/present mismatches, and has one winner per race", checkCAS},
+	{"cap/list-keys", "ListKeys lists exactly the live keys under a prefix and stops on the callback's error", checkListKeys},
+	{"cap/expiry-notifier", "NotifyExpired reports an expired entry once, with its key and value", checkExpiryNotifier},
+}
+
+// ns returns a random key namespace for one check.
+func ns() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "cf" + hex.EncodeToString(b[:]) + ":"
+}
+
+func newStore(c *C, h *Harness) store.StoreInterface {
+	st := h.NewStore(c)
+	if st == nil {
+		c.Fatalf("Harness.NewStore returned nil")
+	}
+	return st
+}
+
+// get reads key and returns its bytes, accepting the two value types stores
+// return.
+func get(ctx context.Context, st store.StoreInterface, key string) ([]byte, error) {
+	v, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	switch b := v.(type) {
+	case []byte:
+		return b, nil
+	case string:
+		return []byte(b), nil
+	}
+	return nil, fmt.Errorf("Get returned a %T; the library needs []byte or string", v)
+}
+
+func set(c *C, st store.StoreInterface, key string, value []byte, ttl time.Duration) {
+	var opts []store.Option
+	if ttl > 0 {
+		opts = append(opts, store.WithExpiration(ttl))
+	}
+	if err := st.Set(bg(), key, value, opts...); err != nil {
+		c.Fatalf("Set(%q, %d bytes): %v", key, len(value), err)
+	}
+}
+
+func mustGet(c *C, st store.StoreInterface, key string) []byte {
+	b, err := get(bg(), st, key)
+	if err != nil {
+		c.Fatalf("Get(%q) after Set: %v", key, err)
+	}
+	return b
+}
+
+func isNotFound(err error) bool { return errors.Is(err, &store.NotFound{}) }
+
+func expectNotFound(c *C, st store.StoreInterface, key, when string) {
+	_, err := get(bg(), st, key)
+	switch {
+	case err == nil:
+		c.Errorf("Get(%q) %s: found; want NotFound", key, when)
+	case !isNotFound(err):
+		c.Errorf("Get(%q) %s: %v; want an error matching errors.Is(err, &store.NotFound{}) (return store.NotFoundWithCause(yourErr))", key, when, err)
+	}
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/256)
+	}
+	return b
+}
+
+func checkBytes(c *C, h *Harness) {
+	st := newStore(c, h)
+	p := ns()
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	for _, tc := range []struct {
+		name  string
+		value []byte
+	}{
+		{"empty", []byte{}},
+		{"one byte", []byte{0}},
+		{"all 256 byte values", all},
+		{"64 KiB", pattern(64 << 10)},
+		{fmt.Sprintf("maximum (%d bytes)", h.MaxValueSize), pattern(h.MaxValueSize)},
+	} {
+		key := p + strings.ReplaceAll(tc.name, " ", "_")
+		if err := st.Set(bg(), key, tc.value); err != nil {
+			c.Errorf("Set %s value: %v", tc.name, err)
+			continue
+		}
+		got, err := get(bg(), st, key)
+		if err != nil {
+			c.Errorf("Get %s value: %v", tc.name, err)
+			continue
+		}
+		if !bytes.Equal(got, tc.value) {
+			c.Errorf("%s value: got %d bytes back, want the same %d bytes", tc.name, len(got), len(tc.value))
+		}
+	}
+}
+
+func checkKeys(c *C, h *Harness) {
+	st := newStore(c, h)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	p := ns()
+	keys := []string{p + alphabet, p + "sess:" + alphabet[:43], "sess:" + p + "x.y:z"}
+	for i, k := range keys {
+		set(c, st, k, []byte{byte(i)}, 0)
+	}
+	for i, k := range keys {
+		got, err := get(bg(), st, k)
+		if err != nil || len(got) != 1 || got[0] != byte(i) {
+			c.Errorf("key %q: got %v, %v; want [%d]", k, got, err, i)
+		}
+	}
+}
+
+func checkNotFound(c *C, h *Harness) {
+	st := newStore(c, h)
+	expectNotFound(c, st, ns()+"never-set", "of a key never set")
+}
+
+func checkOverwrite(c *C, h *Harness) {
+	st := newStore(c, h)
+	k := ns() + "k"
+	set(c, st, k, []byte("first value, longer"), 0)
+	set(c, st, k, []byte("second"), 0)
+	if got := mustGet(c, st, k); string(got) != "second" {
+		c.Errorf("after overwrite: %q, want %q", got, "second")
+	}
+}
+
+func checkDelete(c *C, h *Harness) {
+	st := newStore(c, h)
+	k := ns() + "k"
+	set(c, st, k, []byte("v"), 0)
+	if err := st.Delete(bg(), k); err != nil {
+		c.Fatalf("Delete: %v", err)
+	}
+	expectNotFound(c, st, k, "after Delete")
+	if err := st.Delete(bg(), k); err != nil {
+		c.Errorf("Delete of a deleted key: %v; want nil (idempotent)", err)
+	}
+	if err := st.Delete(bg(), ns()+"never-set"); err != nil {
+		c.Errorf("Delete of a key never set: %v; want nil", err)
+	}
+}
+
+func checkNoAliasing(c *C, h *Harness) {
+	st := newStore(c, h)
+	k := ns() + "k"
+	in := []byte("original")
+	set(c, st, k, in, 0)
+	copy(in, "XXXXXXXX")
+	got := mustGet(c, st, k)
+	if string(got) != "original" {
+		c.Errorf("changing the slice passed to Set changed the stored value to %q", got)
+	}
+	if len(got) > 0 {
+		got[0] = 'Y'
+	}
+	if again := mustGet(c, st, k); string(again) != "original" {
+		c.Errorf("changing a slice returned by Get changed the stored value to %q", again)
+	}
+}
+
+func checkExpiry(c *C, h *Harness) {
+	st := newStore(c, h)
+	r := h.TTLResolution
+	ttl := 4 * r
+	p := ns()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // present before TTL, gone after TTL + resolution
+		defer wg.Done()
+		k := p + "plain"
+		set(c, st, k, []byte("v"), ttl)
+		time.Sleep(r)
+		if _, err := get(bg(), st, k); err != nil {
+			c.Errorf("entry with TTL %v read after %v: %v; want present", ttl, r, err)
+		}
+		time.Sleep(ttl) // now at TTL + resolution
+		expectNotFound(c, st, k, fmt.Sprintf("%v after Set with TTL %v", ttl+r, ttl))
+	}()
+	go func() { // overwrite restarts the TTL
+		defer wg.Done()
+		k := p + "reset"
+		set(c, st, k, []byte("v1"), ttl)
+		time.Sleep(3 * r)
+		set(c, st, k, []byte("v2"), ttl) // new deadline 7r
+		time.Sleep(5*r/2 + r/10)         // 5.6r: first deadline (4r) plus resolution passed
+		if got, err := get(bg(), st, k); err != nil || string(got) != "v2" {
+			c.Errorf("entry overwritten at 3r read at 5.6r (r=%v, TTL %v): %q, %v; want v2 (overwrite must restart the TTL)", r, ttl, got, err)
+		}
+		time.Sleep(2*r + r/2) // 8.1r: second deadline plus resolution passed
+		expectNotFound(c, st, k, "after the overwritten TTL")
+	}()
+	wg.Wait()
+}
+
+func checkIsolation(c *C, h *Harness) {
+	st := newStore(c, h)
+	a, b := ns(), ns()
+	set(c, st, a+"k", []byte("a"), 0)
+	set(c, st, b+"k", []byte("b"), 0)
+	if err := st.Delete(bg(), a+"k"); err != nil {
+		c.Fatalf("Delete: %v", err)
+	}
+	if got, err := get(bg(), st, b+"k"); err != nil || string(got) != "b" {
+		c.Errorf("deleting %sk affected %sk: %q, %v", a, b, got, err)
+	}
+	// Two applications with their own prefixes over the same store.
+	appA := startManager(c, st, sessions.Config{KeyPrefix: a})
+	appB := startManager(c, st, sessions.Config{KeyPrefix: b})
+	u := &user{}
+	u.must(c, appA, "/set?k=owner&v=a", 200)
+	appA.closeNow(c) // flush
+	id := u.cookie
+	u.must(c, appB, "/get?k=owner", 404)
+	if raw, err := get(bg(), st, sessions.StorageKey(a, id)); err != nil || len(raw) == 0 {
+		c.Errorf("app A's session is not stored under its prefix %q: %v", a, err)
+	}
+	if _, err := get(bg(), st, sessions.StorageKey(b, id)); err == nil {
+		c.Errorf("app A's session appeared under app B's prefix")
+	}
+}
+
+func checkContext(c *C, h *Harness) {
+	st := newStore(c, h)
+	p := ns()
+	cancelled, cancel := context.WithCancel(bg())
+	cancel()
+	expired, cancel2 := context.WithDeadline(bg(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for name, ctx := range map[string]context.Context{"cancelled": cancelled, "expired": expired} {
+		k := p + name
+		if err := st.Set(ctx, k, []byte("v")); err == nil {
+			c.Errorf("Set with a %s context succeeded; want the context's error", name)
+		}
+		if _, err := get(bg(), st, k); err == nil {
+			c.Errorf("Set with a %s context wrote the value", name)
+		}
+		set(c, st, k, []byte("v"), 0)
+		if _, err := st.Get(ctx, k); err == nil {
+			c.Errorf("Get with a %s context succeeded; want the context's error", name)
+		}
+		if err := st.Delete(ctx, k); err == nil {
+			c.Errorf("Delete with a %s context succeeded; want the context's error", name)
+		}
+		if _, err := get(bg(), st, k); err != nil {
+			c.Errorf("Delete with a %s context removed the value", name)
+		}
+	}
+}
+
+func checkConcurrency(c *C, h *Harness) {
+	st := newStore(c, h)
+	p := ns()
+	const workers, rounds = 32, 40
+	shared := p + "shared"
+	set(c, st, shared, []byte("w00-r000"), 0)
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			own := fmt.Sprintf("%sown%02d", p, w)
+			for r := 0; r < rounds; r++ {
+				v := []byte(fmt.Sprintf("w%02d-r%03d", w, r))
+				if err := st.Set(bg(), own, v); err != nil {
+					c.Errorf("worker %d Set: %v", w, err)
+					return
+				}
+				got, err := get(bg(), st, own)
+				if err != nil || !bytes.Equal(got, v) {
+					if failures.Add(1) <= 3 {
+						c.Errorf("worker %d read its own key back as %q, %v; want %q", w, got, err, v)
+					}
+				}
+				if r%4 == 0 {
+					if err := st.Set(bg(), shared, v); err != nil {
+						c.Errorf("worker %d Set shared: %v", w, err)
+						return
+					}
+				}
+				if got, err := get(bg(), st, shared); err != nil || len(got) != len(v) || got[0] != 'w' {
+					if failures.Add(1) <= 3 {
+						c.Errorf("worker %d read the shared key as %q, %v; want a whole value written by some worker", w, got, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func checkCAS(c *C, h *Harness) {
+	st := newStore(c, h)
+	cas, ok := st.(sessions.CompareAndSwapStore)
+	if !ok {
+		c.Skipf("store has no CompareAndSwap (the library then re-reads before writing in cluster mode)")
+	}
+	p := ns()
+	k := p + "k"
+	try := func(old, value []byte, want bool, what string) {
+		got, err := cas.CompareAndSwap(bg(), k, old, value, 0)
+		if err != nil {
+			c.Fatalf("CompareAndSwap %s: %v", what, err)
+		}
+		if got != want {
+			c.Errorf("CompareAndSwap %s reported %v, want %v", what, got, want)
+		}
+	}
+	try(nil, []byte("one"), true, "(absent key, old=nil)")
+	if got := mustGet(c, st, k); string(got) != "one" {
+		c.Errorf("Get after CompareAndSwap: %q, want one", got)
+	}
+	try(nil, []byte("two"), false, "(present key, old=nil)")
+	try([]byte("wrong"), []byte("two"), false, "(wrong old)")
+	try([]byte("on"), []byte("two"), false, "(old a prefix of current)")
+	if got := mustGet(c, st, k); string(got) != "one" {
+		c.Errorf("a failed CompareAndSwap changed the value to %q", got)
+	}
+	try([]byte("one"), []byte("two"), true, "(right old)")
+	if got := mustGet(c, st, k); string(got) != "two" {
+		c.Errorf("Get after successful CompareAndSwap: %q, want two", got)
+	}
+	absent := p + "absent"
+	if ok, err := cas.CompareAndSwap(bg(), absent, []byte("x"), []byte("y"), 0); ok || err != nil {
+		c.Errorf("CompareAndSwap with old != nil on an absent key: %v, %v; want false, nil", ok, err)
+	}
+	expectNotFound(c, st, absent, "after a refused CompareAndSwap")
+
+	// A TTL'd entry that expired counts as absent.
+	e := p + "expiring"
+	if ok, err := cas.CompareAndSwap(bg(), e, nil, []byte("v"), 2*h.TTLResolution); !ok || err != nil {
+		c.Fatalf("CompareAndSwap with TTL: %v, %v", ok, err)
+	}
+	time.Sleep(3 * h.TTLResolution)
+	if ok, err := cas.CompareAndSwap(bg(), e, nil, []byte("again"), 0); !ok || err != nil {
+		c.Errorf("CompareAndSwap(old=nil) on an expired entry: %v, %v; want true (expired counts as absent)", ok, err)
+	}
+
+	// Races: one winner per round.
+	race := p + "race"
+	const racers, rounds = 16, 5
+	var cur []byte
+	for round := 0; round < rounds; round++ {
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		var winner atomic.Value
+		for i := 0; i < racers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v := []byte(fmt.Sprintf("round%d-racer%d", round, i))
+				ok, err := cas.CompareAndSwap(bg(), race, cur, v, 0)
+				if err != nil {
+					c.Errorf("racing CompareAndSwap: %v", err)
+					return
+				}
+				if ok {
+					wins.Add(1)
+					winner.Store(v)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := wins.Load(); n != 1 {
+			c.Fatalf("round %d: %d of %d concurrent CompareAndSwap calls with the same old value won; want exactly 1", round, n, racers)
+		}
+		cur = winner.Load().([]byte)
+		if got := mustGet(c, st, race); !bytes.Equal(got, cur) {
+			c.Fatalf("round %d: stored %q, but the winner wrote %q", round, got, cur)
+		}
+	}
+}
+
+func checkListKeys(c *C, h *Harness) {
+	st := newStore(c, h)
+	lister, ok := st.(sessions.KeyLister)
+	if !ok {
+		c.Skipf("store has no ListKeys (sessionctl ls/purge say the storage cannot list)")
+	}
+	p := ns()
+	want := map[string]bool{}
+	for i := 0; i < 5; i++ {
+		k := fmt.Sprintf("%sk%d", p, i)
+		set(c, st, k, []byte("v"), 0)
+		want[k] = true
+	}
+	set(c, st, p[:len(p)-1]+"-sibling", []byte("v"), 0) // shares all but the last character
+	set(c, st, ns()+"other", []byte("v"), 0)
+	set(c, st, p+"expiring", []byte("v"), h.TTLResolution)
+	time.Sleep(2*h.TTLResolution + 10*time.Millisecond)
+	got := map[string]bool{}
+	if err := lister.ListKeys(bg(), p, func(k string) error { got[k] = true; return nil }); err != nil {
+		c.Fatalf("ListKeys: %v", err)
+	}
+	for k := range want {
+		if !got[k] {
+			c.Errorf("ListKeys(%q) missed %q", p, k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			c.Errorf("ListKeys(%q) listed %q (another prefix, or expired)", p, k)
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := lister.ListKeys(bg(), p, func(string) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		c.Errorf("ListKeys with a callback returning an error: %v after %d calls; want that error after 1 call", err, calls)
+	}
+}
+
+func checkExpiryNotifier(c *C, h *Harness) {
+	st := newStore(c, h)
+	n, ok := st.(sessions.ExpiryNotifier)
+	if !ok {
+		c.Skipf("store has no NotifyExpired (OnSessionEnd then fires only for sessions a server holds or reads)")
+	}
+	p := ns()
+	var mu sync.Mutex
+	seen := map[string][]byte{}
+	count := 0
+	stop := n.NotifyExpired(func(key string, value []byte) {
+		if !strings.HasPrefix(key, p) {
+			return
+		}
+		mu.Lock()
+		seen[key] = append([]byte(nil), value...)
+		count++
+		mu.Unlock()
+	})
+	defer stop()
+	set(c, st, p+"k", []byte("last words"), h.TTLResolution)
+	deadline := time.Now().Add(10*h.TTLResolution + time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		done := count > 0
+		mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(h.TTLResolution / 4)
+	}
+	time.Sleep(2 * h.TTLResolution)
+	mu.Lock()
+	defer mu.Unlock()
+	if count != 1 || string(seen[p+"k"]) != "last words" {
+		c.Errorf("expiry notifications: %d (%q); want exactly one for %sk with its value", count, seen, p)
+	}
+}

@@ -1,0 +1,253 @@
+// Package conformance checks that a gocache store works as a session
+// storage, from raw byte round trips up to two session Managers sharing it.
+//
+// Driver authors call Run from a test:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, conformance.Harness{
+//			NewStore: func(t conformance.TB) store.StoreInterface { return mystore.New(...) },
+//		})
+//	}
+//
+// Each check is a named subtest whose failure message says what the store
+// did and what the library needs. Checks of optional capabilities
+// (CompareAndSwap, ListKeys, NotifyExpired) are skipped, by name, for a
+// store without them. `sessionctl conformance URL` runs the same checks
+// against a live storage without writing Go.
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+)
+
+// TB is the part of testing.TB the checks and Harness.NewStore use;
+// *testing.T implements it.
+type TB interface {
+	Helper()
+	Name() string
+	Cleanup(func())
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+// Harness describes the store under test. It is a struct so that new fields
+// never break existing callers; only NewStore is required.
+type Harness struct {
+	// NewStore returns a fresh store for one check, isolated from other
+	// checks' data (a new database, table, bucket, key namespace...), and
+	// registers its clean-up with t.Cleanup.
+	NewStore func(t TB) store.StoreInterface
+	// TTLResolution is how late after its TTL an entry may still be
+	// readable (memcached: 1 s). Default 100 ms.
+	TTLResolution time.Duration
+	// MaxValueSize is the largest value the store must hold. Default
+	// 1 MiB; a store with a smaller limit (memcached's item size) says so.
+	MaxValueSize int
+	// ExpectFail names checks known to fail on this store, with the
+	// reason. Such a check's failure is reported, not fatal; if it passes,
+	// Run fails, so that the list stays true.
+	ExpectFail map[string]string
+	// OnResult, if set, receives each check's outcome (for reports such as
+	// the table in docs/drivers.md).
+	OnResult func(Result)
+	// Watchdog bounds one check's run time. Default 60 s.
+	Watchdog time.Duration
+}
+
+// Outcome of one check.
+type Outcome string
+
+// Outcomes.
+const (
+	Pass         Outcome = "pass"
+	Fail         Outcome = "FAIL"
+	ExpectedFail Outcome = "fails (known)"
+	Skip         Outcome = "skip"
+)
+
+// Result is one check's outcome; Detail holds the failure messages, the
+// known reason, or why it was skipped.
+type Result struct {
+	Check   string
+	Outcome Outcome
+	Detail  string
+}
+
+// Check is one named conformance check.
+type Check struct {
+	Name string
+	Doc  string
+	run  func(c *C, h *Harness)
+}
+
+// Checks returns every check in the order they run.
+func Checks() []Check { return checks }
+
+// Run runs every check as a subtest of t.
+func Run(t *testing.T, h Harness) {
+	h.setDefaults()
+	for _, chk := range checks {
+		t.Run(chk.Name, func(t *testing.T) {
+			res := runOne(t, chk, &h)
+			if h.OnResult != nil {
+				h.OnResult(res)
+			}
+			switch res.Outcome {
+			case Skip:
+				t.Skip(res.Detail)
+			case ExpectedFail:
+				t.Logf("known failure (%s):\n%s", h.ExpectFail[chk.Name], res.Detail)
+			}
+		})
+	}
+}
+
+// Execute runs every check outside `go test` (for sessionctl), reporting
+// each result to report as it completes. tb receives clean-ups and logs.
+func Execute(h Harness, report func(Result)) {
+	h.setDefaults()
+	for _, chk := range checks {
+		host := &hostTB{name: chk.Name}
+		res := runOne(host, chk, &h)
+		host.cleanup()
+		report(res)
+	}
+}
+
+func (h *Harness) setDefaults() {
+	if h.TTLResolution <= 0 {
+		h.TTLResolution = 100 * time.Millisecond
+	}
+	if h.MaxValueSize <= 0 {
+		h.MaxValueSize = 1 << 20
+	}
+	if h.Watchdog <= 0 {
+		h.Watchdog = time.Minute
+	}
+}
+
+// C is what a check runs with: a TB whose failures are recorded (and, under
+// Run, reported to the subtest unless the check is expected to fail).
+type C struct {
+	parent  TB
+	forward bool // report failures to parent
+
+	mu      sync.Mutex
+	failed  bool
+	skipped string
+	msgs    []string
+}
+
+var _ TB = (*C)(nil)
+
+// Helper is a no-op marker.
+func (c *C) Helper() {}
+
+// Name is the check's name.
+func (c *C) Name() string { return c.parent.Name() }
+
+// Cleanup registers fn with the enclosing test.
+func (c *C) Cleanup(fn func()) { c.parent.Cleanup(fn) }
+
+// Logf logs to the enclosing test.
+func (c *C) Logf(format string, args ...any) { c.parent.Logf(format, args...) }
+
+// Errorf records a failure and continues.
+func (c *C) Errorf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	c.mu.Lock()
+	c.failed = true
+	c.msgs = append(c.msgs, msg)
+	c.mu.Unlock()
+	if c.forward {
+		c.parent.Errorf("%s", msg)
+	}
+}
+
+// Fatalf records a failure and ends the check.
+func (c *C) Fatalf(format string, args ...any) {
+	c.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+// Skipf ends the check as skipped.
+func (c *C) Skipf(format string, args ...any) {
+	c.mu.Lock()
+	c.skipped = fmt.Sprintf(format, args...)
+	c.mu.Unlock()
+	runtime.Goexit()
+}
+
+func runOne(parent TB, chk Check, h *Harness) Result {
+	reason, expected := h.ExpectFail[chk.Name]
+	c := &C{parent: parent, forward: !expected}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chk.run(c, h)
+	}()
+	select {
+	case <-done:
+	case <-time.After(h.Watchdog):
+		c.Errorf("check did not finish within %v: a store call hangs", h.Watchdog)
+		if !expected {
+			return Result{Check: chk.Name, Outcome: Fail, Detail: strings.Join(c.msgs, "\n")}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.skipped != "":
+		return Result{Check: chk.Name, Outcome: Skip, Detail: c.skipped}
+	case c.failed && expected:
+		return Result{Check: chk.Name, Outcome: ExpectedFail, Detail: reason + ": " + strings.Join(c.msgs, "; ")}
+	case c.failed:
+		return Result{Check: chk.Name, Outcome: Fail, Detail: strings.Join(c.msgs, "\n")}
+	case expected:
+		parent.Errorf("check %s passed but Harness.ExpectFail says it fails (%s): remove it from ExpectFail", chk.Name, reason)
+		return Result{Check: chk.Name, Outcome: Fail, Detail: "passed, but listed in ExpectFail"}
+	}
+	return Result{Check: chk.Name, Outcome: Pass}
+}
+
+// hostTB is the TB of Execute: clean-ups run after the check.
+type hostTB struct {
+	name     string
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+func (h *hostTB) Helper()                           {}
+func (h *hostTB) Name() string                      { return h.name }
+func (h *hostTB) Logf(string, ...any)               {}
+func (h *hostTB) Errorf(format string, args ...any) {}
+func (h *hostTB) Fatalf(format string, args ...any) { runtime.Goexit() }
+func (h *hostTB) Skipf(format string, args ...any)  { runtime.Goexit() }
+func (h *hostTB) Cleanup(fn func()) {
+	h.mu.Lock()
+	h.cleanups = append(h.cleanups, fn)
+	h.mu.Unlock()
+}
+
+func (h *hostTB) cleanup() {
+	h.mu.Lock()
+	fns := h.cleanups
+	h.cleanups = nil
+	h.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
+// bg is the context of calls that should succeed.
+func bg() context.Context { return context.Background() }

@@ -1,0 +1,292 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/sessionstorage/sessions"
+)
+
+// schemes are the URL schemes this package registers with the sessions core.
+var schemes = []string{"postgres", "postgresql", "mysql", "sqlite"}
+
+// DefaultBusyTimeout is SQLite's busy timeout when the URL has no
+// busy_timeout parameter.
+const DefaultBusyTimeout = 5 * time.Second
+
+func init() {
+	for _, scheme := range schemes {
+		sessions.RegisterDriver(scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
+			return Open(ctx, u)
+		})
+	}
+}
+
+// Open connects to the database named by a postgres://, postgresql://,
+// mysql:// or sqlite:// URL and returns a Store on it that owns the
+// connection pool (Close closes it). The package documentation lists the
+// URL forms and options. Open creates the table unless create=false, and
+// fails if the database cannot be reached or the table is unusable.
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if u == nil {
+		return nil, errors.New("sqlstore: Open with a nil URL")
+	}
+	own, rest, err := splitOptions(u.Query())
+	if err != nil {
+		return nil, err
+	}
+	var (
+		db      *sql.DB
+		dialect Dialect
+	)
+	switch strings.ToLower(u.Scheme) {
+	case "postgres", "postgresql":
+		dialect = Postgres
+		db, err = openPostgres(u, rest)
+	case "mysql":
+		dialect = MySQL
+		db, err = openMySQL(u, rest)
+	case "sqlite":
+		dialect = SQLite
+		db, err = openSQLite(u, rest, own.busyTimeout)
+	default:
+		return nil, fmt.Errorf("sqlstore: URL scheme %q, want one of %s", u.Scheme, strings.Join(schemes, ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := newStore(ctx, db, dialect, own.Options, true)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ownOptions are the query parameters this package consumes.
+type ownOptions struct {
+	Options
+	busyTimeout time.Duration
+}
+
+var ownParams = map[string]bool{"table": true, "sweep": true, "create": true, "busy_timeout": true}
+
+// splitOptions takes this package's parameters out of q and returns the rest
+// for the database driver.
+func splitOptions(q url.Values) (own ownOptions, rest url.Values, err error) {
+	own.busyTimeout = DefaultBusyTimeout
+	rest = url.Values{}
+	for name, vals := range q {
+		if !ownParams[name] {
+			rest[name] = vals
+			continue
+		}
+		if len(vals) != 1 {
+			return own, nil, fmt.Errorf("sqlstore: option %q given %d times", name, len(vals))
+		}
+		v := vals[0]
+		switch name {
+		case "table":
+			if _, err := parseTable(v); err != nil {
+				return own, nil, err
+			}
+			own.Table = v
+		case "sweep":
+			if v == "off" || v == "0" {
+				own.SweepInterval = -1
+				continue
+			}
+			d, perr := time.ParseDuration(v)
+			if perr != nil || d <= 0 {
+				return own, nil, fmt.Errorf("sqlstore: option sweep=%q: want a positive duration such as 1m, or off", v)
+			}
+			own.SweepInterval = d
+		case "create":
+			b, perr := strconv.ParseBool(v)
+			if perr != nil {
+				return own, nil, fmt.Errorf("sqlstore: option create=%q: want true or false", v)
+			}
+			own.NoCreate = !b
+		case "busy_timeout":
+			d, perr := time.ParseDuration(v)
+			if perr != nil || d < 0 {
+				return own, nil, fmt.Errorf("sqlstore: option busy_timeout=%q: want a duration such as 5s", v)
+			}
+			own.busyTimeout = d
+		}
+	}
+	return own, rest, nil
+}
+
+func openPostgres(u *url.URL, rest url.Values) (*sql.DB, error) {
+	v := *u
+	v.RawQuery = rest.Encode()
+	cfg, err := pgx.ParseConfig(v.String())
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: postgres URL %s: %w", u.Redacted(), err)
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
+
+// mysqlConfig translates mysql://user:pass@host:port/db?params into a
+// go-sql-driver configuration. The port defaults to 3306; a socket
+// parameter selects a Unix socket instead of TCP; other parameters are
+// go-sql-driver DSN parameters.
+func mysqlConfig(u *url.URL, rest url.Values) (*mysql.Config, error) {
+	if u.Opaque != "" {
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: want mysql://user:pass@host:port/db", u.Redacted())
+	}
+	socket := rest.Get("socket")
+	rest.Del("socket")
+	if _, set := rest["interpolateParams"]; !set {
+		// One round trip per statement instead of prepare/execute/close.
+		rest.Set("interpolateParams", "true")
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	if strings.Contains(dbName, "/") {
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: database name %q contains a slash", u.Redacted(), dbName)
+	}
+	base := mysql.NewConfig()
+	base.DBName = dbName
+	if u.User != nil {
+		base.User = u.User.Username()
+		base.Passwd, _ = u.User.Password()
+	}
+	switch {
+	case socket != "":
+		if u.Host != "" {
+			return nil, fmt.Errorf("sqlstore: mysql URL %s: both a host and a socket", u.Redacted())
+		}
+		base.Net, base.Addr = "unix", socket
+	default:
+		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		if port == "" {
+			port = "3306"
+		}
+		base.Net, base.Addr = "tcp", net.JoinHostPort(host, port)
+	}
+	// Format the address and credentials with the driver's own escaping,
+	// then let ParseDSN validate and apply the driver parameters.
+	dsn := base.FormatDSN()
+	if len(rest) > 0 {
+		sep := "?"
+		if strings.Contains(dsn[strings.LastIndex(dsn, "/"):], "?") {
+			sep = "&"
+		}
+		dsn += sep + rest.Encode()
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: %w", u.Redacted(), err)
+	}
+	return cfg, nil
+}
+
+func openMySQL(u *url.URL, rest url.Values) (*sql.DB, error) {
+	cfg, err := mysqlConfig(u, rest)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: %w", u.Redacted(), err)
+	}
+	return sql.OpenDB(conn), nil
+}
+
+// sqliteDSN turns a sqlite URL into a modernc.org/sqlite DSN and reports
+// whether the database is in memory.
+func sqliteDSN(u *url.URL, rest url.Values, busy time.Duration) (dsn string, memory bool, err error) {
+	var path string
+	switch {
+	case u.Opaque != "": // sqlite:file.db, sqlite::memory:
+		if path, err = url.PathUnescape(u.Opaque); err != nil {
+			return "", false, fmt.Errorf("sqlstore: sqlite URL: %w", err)
+		}
+	case u.Host != "": // sqlite://file.db, sqlite://dir/file.db, sqlite://:memory:
+		path = u.Host + u.Path
+	default: // sqlite:///abs/file.db
+		path = u.Path
+	}
+	if u.User != nil {
+		return "", false, errors.New("sqlstore: sqlite URL must not contain user information")
+	}
+	memory = path == ":memory:"
+	switch {
+	case path == "" || strings.HasSuffix(path, "/"):
+		return "", false, fmt.Errorf("sqlstore: sqlite URL %q names no file; use sqlite:///abs/path.db, sqlite://rel/path.db or sqlite://:memory:", u.String())
+	case strings.ContainsAny(path, "?#"):
+		return "", false, fmt.Errorf("sqlstore: sqlite path %q contains ? or #", path)
+	case strings.HasPrefix(path, "file:"):
+		return "", false, fmt.Errorf("sqlstore: sqlite path %q: SQLite URI filenames are not supported here; give a path", path)
+	}
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if _, ok := rest[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	pragmaSet := func(name string) bool {
+		for _, p := range rest["_pragma"] {
+			if strings.HasPrefix(strings.ToLower(strings.TrimSpace(p)), name) {
+				return true
+			}
+		}
+		return false
+	}
+	q := url.Values{}
+	for k, v := range rest {
+		q[k] = append([]string(nil), v...)
+	}
+	if !has("_busy_timeout", "_timeout") && !pragmaSet("busy_timeout") {
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	}
+	if !memory && !has("_journal_mode", "_journal") && !pragmaSet("journal_mode") {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
+	if !has("_txlock") {
+		q.Set("_txlock", "immediate")
+	}
+	return path + "?" + q.Encode(), memory, nil
+}
+
+func openSQLite(u *url.URL, rest url.Values, busy time.Duration) (*sql.DB, error) {
+	dsn, memory, err := sqliteDSN(u, rest, busy)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: sqlite %s: %w", u.String(), err)
+	}
+	if memory {
+		// Every connection to ":memory:" is a database of its own: keep
+		// exactly one, forever, so that the store sees one database.
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(0)
+		db.SetConnMaxIdleTime(0)
+	}
+	return db, nil
+}
