@@ -118,32 +118,47 @@ type storage struct {
 	expiry ExpiryNotifier      // nil when the store lacks it
 	owned  bool                // opened from a URL: closed by the Manager
 	// wholeSeconds: the store truncates TTLs to whole seconds (memcache
-	// would turn 500 ms into 0, "never expire"), so they are rounded up.
+	// and freecache would turn 500 ms into 0, "never expire"), so they are
+	// rounded up.
 	wholeSeconds bool
+	// unixAfter30Days: the store passes seconds through to memcached,
+	// which reads more than 30 days as an absolute Unix time.
+	unixAfter30Days bool
 }
 
 // memcacheRelativeLimit: memcached reads an expiration above 30 days as
 // an absolute Unix time.
 const memcacheRelativeLimit = 30 * 24 * time.Hour
 
-// ceilSeconds rounds a TTL up to whole seconds and, past memcached's 30-day
-// limit, turns it into the absolute Unix time memcached expects (the store
-// passes the seconds through as they are).
+// ceilSeconds rounds a TTL up to whole seconds.
 func ceilSeconds(d time.Duration) time.Duration {
 	if r := d % time.Second; r != 0 {
 		d += time.Second - r
 	}
-	if d > memcacheRelativeLimit {
-		d = time.Duration(time.Now().Add(d).Unix()) * time.Second
-	}
 	return d
+}
+
+// storeTTL converts the TTL the library means into what the store needs.
+func (s *storage) storeTTL(ttl time.Duration) time.Duration {
+	if s.wholeSeconds {
+		ttl = ceilSeconds(ttl)
+	}
+	if s.unixAfter30Days && ttl > memcacheRelativeLimit {
+		ttl = time.Duration(time.Now().Add(ttl).Unix()) * time.Second
+	}
+	return ttl
 }
 
 func newStorage(name string, st store.StoreInterface, owned bool) *storage {
 	s := &storage{name: name, store: st, owned: owned}
 	s.cas, _ = st.(CompareAndSwapStore)
 	s.expiry, _ = st.(ExpiryNotifier)
-	s.wholeSeconds = st.GetType() == "memcache"
+	switch st.GetType() {
+	case "memcache":
+		s.wholeSeconds, s.unixAfter30Days = true, true
+	case "freecache":
+		s.wholeSeconds = true
+	}
 	return s
 }
 
@@ -220,24 +235,20 @@ func (s *storage) set(ctx context.Context, key string, value []byte, ttl time.Du
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.wholeSeconds {
-		ttl = ceilSeconds(ttl)
+	// SynchronousSet: ristretto otherwise buffers the write, so an
+	// immediate read misses it; other stores ignore the option.
+	if ttl = s.storeTTL(ttl); ttl > 0 {
+		return s.store.Set(ctx, key, value, store.WithExpiration(ttl), store.WithSynchronousSet())
 	}
-	if ttl > 0 {
-		return s.store.Set(ctx, key, value, store.WithExpiration(ttl))
-	}
-	return s.store.Set(ctx, key, value)
+	return s.store.Set(ctx, key, value, store.WithSynchronousSet())
 }
 
 // compareAndSwap writes value only if the entry still holds old (nil:
 // absent). Stores without the capability get a re-read then a write: right
 // unless another writer slips in between the two calls.
 func (s *storage) compareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
-	if s.wholeSeconds {
-		ttl = ceilSeconds(ttl)
-	}
 	if s.cas != nil {
-		return s.cas.CompareAndSwap(ctx, key, old, value, ttl)
+		return s.cas.CompareAndSwap(ctx, key, old, value, s.storeTTL(ttl))
 	}
 	cur, err := s.get(ctx, key)
 	switch {
@@ -259,7 +270,12 @@ func (s *storage) delete(ctx context.Context, key string) error {
 		return err
 	}
 	err := s.store.Delete(ctx, key)
-	if err != nil && s.isNotFound(err) {
+	if err == nil || s.isNotFound(err) {
+		return nil
+	}
+	// Some stores (freecache) fail to delete a missing key with an error of
+	// their own: the delete has its effect if the key is gone.
+	if _, gerr := s.get(ctx, key); errors.Is(gerr, errNotFound) {
 		return nil
 	}
 	return err

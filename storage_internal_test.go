@@ -18,10 +18,14 @@ func TestCeilSeconds(t *testing.T) {
 		}
 	}
 	// Beyond 30 days memcached wants an absolute Unix time.
-	got := ceilSeconds(40 * 24 * time.Hour)
+	mc := &storage{wholeSeconds: true, unixAfter30Days: true}
+	got := mc.storeTTL(40 * 24 * time.Hour)
 	want := time.Now().Add(40 * 24 * time.Hour).Unix()
 	if secs := int64(got / time.Second); secs < want-2 || secs > want+2 {
-		t.Errorf("ceilSeconds(40 days) = %d s, want the Unix time %d", secs, want)
+		t.Errorf("memcache TTL of 40 days = %d s, want the Unix time %d", secs, want)
+	}
+	if got := mc.storeTTL(1500 * time.Millisecond); got != 2*time.Second {
+		t.Errorf("memcache TTL of 1.5 s = %v, want 2s", got)
 	}
 }
 

@@ -75,12 +75,14 @@ const (
 	Skip         Outcome = "skip"
 )
 
-// Result is one check's outcome; Detail holds the failure messages, the
-// known reason, or why it was skipped.
+// Result is one check's outcome. Detail holds the failure messages or why
+// the check was skipped; Reason, for an expected failure, the reason given
+// in Harness.ExpectFail.
 type Result struct {
 	Check   string
 	Outcome Outcome
 	Detail  string
+	Reason  string
 }
 
 // Check is one named conformance check.
@@ -210,7 +212,7 @@ func runOne(parent TB, chk Check, h *Harness) Result {
 	case c.skipped != "":
 		return Result{Check: chk.Name, Outcome: Skip, Detail: c.skipped}
 	case c.failed && expected:
-		return Result{Check: chk.Name, Outcome: ExpectedFail, Detail: reason + ": " + strings.Join(c.msgs, "; ")}
+		return Result{Check: chk.Name, Outcome: ExpectedFail, Reason: reason, Detail: strings.Join(c.msgs, "\n")}
 	case c.failed:
 		return Result{Check: chk.Name, Outcome: Fail, Detail: strings.Join(c.msgs, "\n")}
 	case expected:
