@@ -188,6 +188,18 @@ func openStorage(ctx context.Context, spec string) (*storage, error) {
 	return newStorage(redactURL(spec), st, true), nil
 }
 
+// OpenStore opens the store a storage URL names ("memory", or a URL whose
+// scheme a driver registered), as Config.Storage would. The caller owns it:
+// close it (if it has a Close method) when done. Tools use it to work on a
+// storage without a Manager.
+func OpenStore(ctx context.Context, storageURL string) (store.StoreInterface, error) {
+	st, err := openStorage(ctx, storageURL)
+	if err != nil {
+		return nil, err
+	}
+	return st.store, nil
+}
+
 // redactURL hides a password in a storage URL before it is logged.
 func redactURL(spec string) string {
 	u, err := url.Parse(spec)
