@@ -22,11 +22,16 @@ import (
 // Config configures a Manager. The zero value is usable: in-process memory
 // storage, sticky mode, 30 min timeout, secure cookies.
 type Config struct {
-	// Storage names where sessions are backed up: "memory" (the default:
-	// in-process, lost on exit) or a URL whose scheme a driver registered,
-	// such as "redis://127.0.0.1:6379/0" or "bolt:///var/lib/app/sessions.db"
-	// (import the driver package for its scheme). Ignored when Store is set.
+	// Storage names where sessions are backed up: a name from Storages,
+	// a name given to DefineStorage or RegisterStore, "memory" (the
+	// default: in-process, lost on exit), or a URL whose scheme a driver
+	// registered, such as "redis://127.0.0.1:6379/0" or
+	// "bolt:///var/lib/app/sessions.db" (import the driver package for its
+	// scheme). Ignored when Store is set.
 	Storage string
+	// Storages defines named storages for this Config (LoadConfig fills
+	// it from a file's [storages.NAME] tables).
+	Storages map[string]StorageConfig
 	// Store, when set, is the gocache store to use directly, as
 	// database/sql's OpenDB takes a ready connector. The caller owns it:
 	// Close does not close it. Several Managers may share one Store; each
@@ -185,7 +190,7 @@ func New(cfg Config) (*Manager, error) {
 		m.storage = newStorage(fmt.Sprintf("%s store", cfg.Store.GetType()), cfg.Store, false)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.StorageTimeout*5)
-		st, err := openStorage(ctx, cfg.Storage)
+		st, err := resolveStorage(ctx, cfg.Storage, cfg.Storages)
 		cancel()
 		if err != nil {
 			return nil, err

@@ -188,6 +188,134 @@ func openStorage(ctx context.Context, spec string) (*storage, error) {
 	return newStorage(redactURL(spec), st, true), nil
 }
 
+// StorageConfig defines a named storage: a driver URL plus options, which
+// are added to the URL's query (so {URL: "redis://h:6379/0", Options:
+// {"pool_size": "20"}} means redis://h:6379/0?pool_size=20). Each driver
+// documents its options and rejects unknown ones.
+type StorageConfig struct {
+	URL     string
+	Options map[string]string
+}
+
+func (sc StorageConfig) url() (string, error) {
+	if len(sc.Options) == 0 {
+		return sc.URL, nil
+	}
+	u, err := url.Parse(sc.URL)
+	if err != nil {
+		return "", fmt.Errorf("sessions: storage URL %q: %w", redactURL(sc.URL), err)
+	}
+	q := u.Query()
+	for k, v := range sc.Options {
+		q.Set(k, v)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Process-wide named storages, for applications that define them once
+// (like an application server's admin console) and let each Manager say
+// which one it uses.
+var (
+	namedMu       sync.RWMutex
+	namedStorages = map[string]StorageConfig{}
+	namedStores   = map[string]store.StoreInterface{}
+)
+
+// DefineStorage defines a named storage process-wide: Config.Storage may
+// then name it. It panics if the name is already defined or registered,
+// or looks like a URL.
+func DefineStorage(name string, sc StorageConfig) {
+	checkNewName(name)
+	namedStorages[name] = sc
+	namedMu.Unlock()
+}
+
+// RegisterStore makes a ready gocache store available process-wide under a
+// name, for Config.Storage. Managers using it share it and do not close
+// it. It panics if the name is already defined or registered, or looks
+// like a URL.
+func RegisterStore(name string, st store.StoreInterface) {
+	if st == nil {
+		panic("sessions: RegisterStore " + name + " with a nil store")
+	}
+	checkNewName(name)
+	namedStores[name] = st
+	namedMu.Unlock()
+}
+
+// checkNewName locks namedMu (the caller unlocks) and panics on a bad or
+// duplicate name.
+func checkNewName(name string) {
+	if name == "" || strings.Contains(name, ":") {
+		panic(fmt.Sprintf("sessions: storage name %q must be non-empty and contain no ':' (names are not URLs)", name))
+	}
+	namedMu.Lock()
+	_, defined := namedStorages[name]
+	_, registered := namedStores[name]
+	if defined || registered {
+		namedMu.Unlock()
+		panic("sessions: storage " + name + " defined twice")
+	}
+}
+
+// storageNames lists the names Config.Storage can use, for error messages.
+func storageNames(local map[string]StorageConfig) []string {
+	namedMu.RLock()
+	defer namedMu.RUnlock()
+	set := map[string]bool{"memory": true}
+	for n := range local {
+		set[n] = true
+	}
+	for n := range namedStorages {
+		set[n] = true
+	}
+	for n := range namedStores {
+		set[n] = true
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// resolveStorage finds what Config.Storage names: a storage of
+// Config.Storages, one defined or registered process-wide, or a URL.
+func resolveStorage(ctx context.Context, spec string, local map[string]StorageConfig) (*storage, error) {
+	if sc, ok := local[spec]; ok {
+		return openNamed(ctx, spec, sc)
+	}
+	namedMu.RLock()
+	sc, defined := namedStorages[spec]
+	st, registered := namedStores[spec]
+	namedMu.RUnlock()
+	switch {
+	case defined:
+		return openNamed(ctx, spec, sc)
+	case registered:
+		return newStorage(spec, st, false), nil
+	case spec == "" || spec == "memory" || strings.Contains(spec, ":"):
+		return openStorage(ctx, spec)
+	}
+	return nil, fmt.Errorf("sessions: unknown storage %q; defined storages: %s (or give a URL such as redis://host:6379/0; registered schemes: %s)",
+		spec, strings.Join(storageNames(local), ", "), strings.Join(Drivers(), ", "))
+}
+
+func openNamed(ctx context.Context, name string, sc StorageConfig) (*storage, error) {
+	raw, err := sc.url()
+	if err != nil {
+		return nil, fmt.Errorf("sessions: storage %q: %w", name, err)
+	}
+	st, err := openStorage(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: storage %q: %w", name, err)
+	}
+	st.name = name + " (" + st.name + ")"
+	return st, nil
+}
+
 // OpenStore opens the store a storage URL names ("memory", or a URL whose
 // scheme a driver registered), as Config.Storage would. The caller owns it:
 // close it (if it has a Close method) when done. Tools use it to work on a
@@ -200,10 +328,25 @@ func OpenStore(ctx context.Context, storageURL string) (store.StoreInterface, er
 	return st.store, nil
 }
 
-// redactURL hides a password in a storage URL before it is logged.
+// redactURL hides passwords in a storage URL (user info, or a password
+// option as Sentinel URLs carry) before it is logged or put in an error.
 func redactURL(spec string) string {
 	u, err := url.Parse(spec)
-	if err != nil || u.User == nil {
+	if err != nil {
+		return spec
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	if u.User == nil && !changed {
 		return spec
 	}
 	return u.Redacted()

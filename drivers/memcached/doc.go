@@ -1,0 +1,85 @@
+// Package memcached is a sessions storage driver for memcached, built over
+// gocache's memcache store (github.com/eko/gocache/store/memcache/v4) and
+// github.com/bradfitz/gomemcache/memcache.
+//
+// # Use with your own client
+//
+//	client := memcache.New("10.0.0.1:11211", "10.0.0.2:11211")
+//	st := memcached.New(client, memcached.WithMaxItem(4<<20)) // if the servers run with -I 4m
+//
+// New never closes the client's connections; that stays the caller's job.
+//
+// # URLs
+//
+// Importing the package (a blank import is enough) registers the
+// "memcached" URL scheme with the sessions core:
+//
+//	memcached://host[:port][,host[:port]...][?options]
+//	memcached://10.0.0.1:11211,10.0.0.2:11211?timeout=500ms&max_idle=8&max_item=1048576
+//	memcached://[::1]:11211?addr=[::1]:11212
+//
+// The servers are listed comma-separated in the host part; the port
+// defaults to 11211. Keys are spread over the servers by gomemcache's
+// choice (CRC32 of the key modulo the number of servers), so every client
+// must list the same servers in the same order. Go's URL parser limits the
+// host part: an IPv6 address must be in brackets and can only be the first
+// server there, and the text after the host part's last colon must be a
+// port number, so if any server there has a port the last one needs one
+// too (memcached://h1:11211,h2 is refused; write h2:11211). The addr=
+// option has no such limits.
+// User information and a path are errors (memcached's text protocol has no
+// authentication and no databases). Open resolves every host and sends a
+// version command to every server, so a wrong address fails at once.
+//
+// # Options
+//
+// Options are query parameters; an unknown one is an error that lists the
+// known ones ("unknown option foo; known: addr, max_idle, max_item, timeout").
+//
+//	timeout    connect, read and write timeout of every call, a Go duration   default 500ms
+//	max_idle   idle connections kept per server                               default 2
+//	max_item   the servers' item size limit in bytes (memcached -I)           default 1048576
+//	addr       one more server host[:port], repeatable                        default none
+//
+// Raise max_idle toward the peak number of concurrent requests: a call
+// that finds no idle connection dials a new one.
+//
+// # Capabilities
+//
+// Store embeds gocache's *memcachestore.MemcacheStore, so it is a
+// store.StoreInterface (GetType "memcached"), and adds CompareAndSwap:
+// memcached's add when the key must be absent, otherwise gets, a byte
+// comparison and cas with the item's CAS id, which the server refuses if
+// the item changed in between.
+//
+// There is no ListKeys: memcached cannot list keys reliably (lru_crawler
+// metadump is per server, best effort, and may miss or repeat items), so
+// the library falls back to what it does without that capability.
+//
+// # Quirks handled by the driver
+//
+//   - TTLs are whole seconds: the driver rounds up (gocache truncates, so a
+//     500 ms TTL became 0, which memcached reads as "never expire"). Items
+//     therefore live up to one second longer than asked.
+//   - memcached reads an expiration over 30 days as an absolute Unix time;
+//     the driver sends longer TTLs as now + TTL (gocache sent the number of
+//     seconds, a date in 1970, so the item expired at once). This relies on
+//     the servers' clocks agreeing with the client's. TTLs ending after
+//     January 2038 (a 32-bit time) are an error.
+//   - Items are limited in size (1 MiB by default, memcached -I). The
+//     driver refuses a write whose key + value + 64 bytes of overhead
+//     exceeds max_item with an error naming the size and the limit and
+//     matching ErrTooLarge, before sending it.
+//   - gomemcache takes no context: every method checks ctx.Err() before
+//     each call to the server; a call then lasts at most about the timeout.
+//     A dead server gives errors, not hangs; the client dials again once it
+//     is back.
+//   - gocache's Set panics on a value that is not []byte and every method on
+//     a key that is not a string; the driver returns errors instead and
+//     accepts string values too. Keys must still be at most 250 bytes
+//     without spaces or control characters (gomemcache's ErrMalformedKey).
+//   - Get returns []byte. A miss is store.NotFound wrapping
+//     memcache.ErrCacheMiss; deleting a missing key is not an error.
+//     GetWithTTL always reports a TTL of 0 (memcached does not tell).
+//     Clear is flush_all on every server; the library never calls it.
+package memcached

@@ -1,0 +1,111 @@
+// Package redis is a sessions storage driver for Redis (and compatible
+// servers such as Valkey and KeyDB), built over gocache's redis store
+// (github.com/eko/gocache/store/redis/v4) and a go-redis v9
+// redis.UniversalClient, so standalone servers, Sentinel-managed masters and
+// Redis Cluster all work.
+//
+// # Use with your own client
+//
+//	client := redis.NewClient(&redis.Options{Addr: "localhost:6379"}) // or NewFailoverClient, NewClusterClient, NewUniversalClient
+//	st := redisdriver.New(client)
+//
+// New never closes the client; closing it stays the caller's job.
+//
+// # URLs
+//
+// Importing the package (a blank import is enough) registers the "redis" and
+// "rediss" URL schemes with the sessions core. Open builds the client from
+// the URL, sends a PING bounded by the context so that a wrong address or
+// password fails at once, and owns the client (Store.Close closes it).
+//
+//	redis://[user:password@]host[:port][/db][?options]        plain TCP
+//	rediss://[user:password@]host[:port][/db][?options]       TLS (minimum TLS 1.2, server name = host)
+//
+// The host defaults to localhost and the port to 6379; db (default 0) may
+// also be given as the option db=N. Passwords are replaced by "xxxxx" in
+// every error message.
+//
+// Sentinel: the option master_name selects a failover client (go-redis's
+// ParseFailoverURL). The host and every addr= option are Sentinel
+// addresses; the user information authenticates to the Sentinels, and the
+// options username= and password= to the master:
+//
+//	redis://sentinel1:26379/0?master_name=mymaster&addr=sentinel2:26379&addr=sentinel3:26379&password=secret
+//
+// Cluster: cluster=true selects a cluster client (go-redis's
+// ParseClusterURL). The host and every addr= option are seed nodes; the
+// rest of the topology is discovered. Redis Cluster has only database 0, so
+// a path other than /0 is an error:
+//
+//	redis://user:secret@node1:6379?cluster=true&addr=node2:6379&addr=node3:6379
+//
+// # Options
+//
+// Options are query parameters. An option that does not apply to the
+// selected mode is an error that lists the ones that do ("unknown option
+// foo; known in standalone mode: ..."), so a typo never goes unnoticed.
+// Durations are Go durations ("500ms", "3s") or whole seconds ("3"); 0 or a
+// negative value disables a timeout. Unset options keep go-redis's
+// defaults, shown here.
+//
+// The driver's own:
+//
+//	cluster          true: Redis Cluster client                                 default false
+//	master_name      Sentinel master name; selects the Sentinel mode            default unset
+//	addr             one more Sentinel or cluster seed address (host:port),
+//	                 repeatable; only with master_name or cluster=true
+//
+// go-redis's, in every mode:
+//
+//	client_name                 CLIENT SETNAME on each connection                default none
+//	protocol                    RESP version, 2 or 3                             default 3
+//	dial_timeout                connect timeout                                  default 5s
+//	read_timeout                socket read timeout                              default 5s
+//	write_timeout               socket write timeout                             default read_timeout
+//	max_retries                 retries of a failed command (-1: none)           default 3
+//	min_retry_backoff           shortest back-off between retries                default 10ms
+//	max_retry_backoff           longest back-off between retries                 default 1s
+//	pool_size                   connections per node                             default 10 per CPU
+//	pool_timeout                wait for a free connection                       default read_timeout + 1s
+//	pool_fifo                   FIFO instead of LIFO pool                        default false
+//	min_idle_conns              idle connections kept open                       default 0
+//	max_idle_conns              idle connections at most                         default 0 (no limit)
+//	max_active_conns            connections at most                              default 0 (no limit)
+//	max_concurrent_dials        dials in parallel at most                        default pool_size
+//	conn_max_idle_time          close connections idle this long                 default 30m
+//	conn_max_lifetime           close connections this old                       default none
+//	conn_max_lifetime_jitter    random spread of conn_max_lifetime               default none
+//	pipeline_pool_size, pipeline_read_buffer_size, pipeline_write_buffer_size     go-redis pipeline pool tuning
+//
+// Standalone only: db (database number), idle_timeout and max_conn_age
+// (older names of conn_max_idle_time and conn_max_lifetime). Standalone and
+// Sentinel over rediss: skip_verify=true disables certificate checks.
+// Sentinel only: db, username, password (the master's credentials),
+// dialer_retries, dialer_retry_timeout, context_timeout_enabled,
+// disableIdentity, identitySuffix, unstable_resp3; route_by_latency,
+// route_randomly, replica_only and use_disconnected_replicas are rejected
+// because sessions must be written to the master. Cluster only:
+// max_redirects (default 3), read_only, route_by_latency,
+// route_by_latency_tolerance, route_randomly (reads from replicas may be
+// stale), dialer_retries, dialer_retry_timeout, failing_timeout_seconds.
+//
+// # Capabilities
+//
+// Store embeds gocache's *redisstore.RedisStore, so it is a
+// store.StoreInterface with GetType "redis", and adds:
+//
+//   - CompareAndSwap: an atomic conditional write in one round trip, a Lua
+//     script run with EVALSHA that falls back to EVAL (after a server
+//     restart, say). TTLs are in milliseconds, rounded up.
+//   - ListKeys: SCAN MATCH <prefix>* COUNT 1000, with the prefix's glob
+//     characters escaped; on a cluster every master is scanned (on a Ring
+//     every shard). Keys come in no particular order, each once.
+//
+// # Quirks of the gocache store, absorbed by the sessions core
+//
+// Get returns a string, not []byte. A miss is store.NotFound wrapping
+// redis.Nil. GetWithTTL costs two round trips. Clear is FLUSHALL: it wipes
+// every database of the server (every master of a cluster); the sessions
+// library never calls it or Invalidate. Context cancellation is honoured by
+// go-redis for every call.
+package redis

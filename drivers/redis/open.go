@@ -1,0 +1,214 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/eko/gocache/lib/v4/store"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sessionstorage/sessions"
+)
+
+// The URL schemes this package registers with the sessions core.
+const (
+	Scheme    = "redis"  // plain TCP
+	TLSScheme = "rediss" // TLS
+)
+
+func init() {
+	open := func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
+		return Open(ctx, u)
+	}
+	sessions.RegisterDriver(Scheme, open)
+	sessions.RegisterDriver(TLSScheme, open)
+}
+
+// mode is the kind of deployment a URL describes.
+type mode int
+
+const (
+	standalone mode = iota
+	sentinel
+	cluster
+)
+
+func (m mode) String() string {
+	return [...]string{"standalone", "Sentinel", "Cluster"}[m]
+}
+
+// Query options go-redis v9.23.0 understands, per deployment, as read from
+// its ParseURL, ParseFailoverURL and ParseClusterURL. They are checked here
+// first so that a typo gets a message listing the known names;
+// TestKnownOptionsAccepted checks that go-redis accepts each of them.
+var (
+	commonOptions = []string{
+		"client_name", "conn_max_idle_time", "conn_max_lifetime", "conn_max_lifetime_jitter",
+		"dial_timeout", "max_active_conns", "max_concurrent_dials", "max_idle_conns",
+		"max_retries", "max_retry_backoff", "min_idle_conns", "min_retry_backoff",
+		"pipeline_pool_size", "pipeline_read_buffer_size", "pipeline_write_buffer_size",
+		"pool_fifo", "pool_size", "pool_timeout", "protocol", "read_timeout", "write_timeout",
+	}
+	modeOptions = map[mode][]string{
+		standalone: {"db", "idle_timeout", "max_conn_age"},
+		sentinel: {
+			"addr", "context_timeout_enabled", "db", "dialer_retries", "dialer_retry_timeout",
+			"disableIdentity", "identitySuffix", "master_name", "password", "unstable_resp3", "username",
+		},
+		cluster: {
+			"addr", "cluster", "dialer_retries", "dialer_retry_timeout", "failing_timeout_seconds",
+			"max_redirects", "read_only", "route_by_latency", "route_by_latency_tolerance", "route_randomly",
+		},
+	}
+	// notSupported are options go-redis knows but the driver rejects, with
+	// the reason.
+	notSupported = map[mode]map[string]string{
+		sentinel: {
+			"route_by_latency":          "it needs a read-only replica client (go-redis panics on it); sessions are written",
+			"route_randomly":            "it needs a read-only replica client (go-redis panics on it); sessions are written",
+			"replica_only":              "sessions are written, so the client must talk to the master",
+			"use_disconnected_replicas": "sessions are written, so the client must talk to the master",
+		},
+	}
+)
+
+// knownOptions returns the sorted option names accepted for m with the
+// given scheme.
+func knownOptions(m mode, scheme string) []string {
+	known := append(slices.Clone(commonOptions), modeOptions[m]...)
+	known = append(known, "cluster") // the driver's own; cluster=false is allowed anywhere
+	if scheme == TLSScheme && m != cluster {
+		known = append(known, "skip_verify")
+	}
+	slices.Sort(known)
+	return slices.Compact(known)
+}
+
+// clientFromURL builds (without connecting) the go-redis client a URL
+// describes.
+func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
+	if u == nil {
+		return nil, 0, errors.New("redis: Open with a nil URL")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != Scheme && scheme != TLSScheme {
+		return nil, 0, fmt.Errorf("redis: URL scheme %q, want %q or %q", u.Scheme, Scheme, TLSScheme)
+	}
+	if u.Opaque != "" {
+		return nil, 0, fmt.Errorf("redis: URL %s is not of the form %s://[user:password@]host:port[/db][?options]", redact(u), scheme)
+	}
+	q := u.Query()
+	m := standalone
+	if v := q.Get("cluster"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("redis: option cluster=%q: want true or false", v)
+		}
+		if on {
+			m = cluster
+		}
+	}
+	if q.Has("master_name") {
+		if m == cluster {
+			return nil, 0, errors.New("redis: options master_name (Sentinel) and cluster=true exclude each other")
+		}
+		m = sentinel
+	}
+	known := knownOptions(m, scheme)
+	var unknown []string
+	for k := range q {
+		if why, ok := notSupported[m][k]; ok {
+			return nil, 0, fmt.Errorf("redis: option %s is not supported in %s mode: %s", k, m, why)
+		}
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		hint := ""
+		if m == standalone && slices.Contains(unknown, "addr") {
+			hint = " (addr lists more servers: it needs master_name=... for Sentinel or cluster=true)"
+		}
+		return nil, 0, fmt.Errorf("redis: unknown option %s%s; known in %s mode: %s",
+			strings.Join(unknown, ", "), hint, m, strings.Join(known, ", "))
+	}
+	if m == sentinel && q.Get("master_name") == "" {
+		return nil, 0, errors.New("redis: option master_name is empty; it names the master the Sentinels monitor")
+	}
+
+	// go-redis rejects options it does not know: strip the driver's own.
+	q.Del("cluster")
+	c := *u
+	c.Scheme = scheme
+	c.RawQuery = q.Encode()
+	raw := c.String()
+	switch m {
+	case cluster:
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			return nil, 0, fmt.Errorf("redis: URL %s selects database %q; Redis Cluster has only database 0", redact(u), p)
+		}
+		opts, err := goredis.ParseClusterURL(raw)
+		if err != nil {
+			return nil, 0, badURL(u, err)
+		}
+		return goredis.NewClusterClient(opts), m, nil
+	case sentinel:
+		opts, err := goredis.ParseFailoverURL(raw)
+		if err != nil {
+			return nil, 0, badURL(u, err)
+		}
+		return goredis.NewFailoverClient(opts), m, nil
+	default:
+		opts, err := goredis.ParseURL(raw)
+		if err != nil {
+			return nil, 0, badURL(u, err)
+		}
+		return goredis.NewClient(opts), m, nil
+	}
+}
+
+// Open connects to the redis deployment a redis:// or rediss:// URL
+// describes (see the package documentation for the format and options),
+// checks it with a PING bounded by ctx, and returns a Store that owns the
+// client: Store.Close closes it. A malformed URL, an unknown option or an
+// unreachable server is an error; passwords are redacted from error
+// messages.
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	client, m, err := clientFromURL(u)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis: cannot reach %s (%s mode): %w", redact(u), m, err)
+	}
+	s := New(client)
+	s.owned = true
+	return s, nil
+}
+
+// badURL reports a URL go-redis refused.
+func badURL(u *url.URL, err error) error {
+	return fmt.Errorf("redis: bad URL %s: %s", redact(u), strings.TrimPrefix(err.Error(), "redis: "))
+}
+
+// redact renders u with any password (in the user information or in a
+// password= option) replaced by "xxxxx".
+func redact(u *url.URL) string {
+	c := *u
+	q := c.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		c.RawQuery = q.Encode()
+	}
+	return c.Redacted()
+}

@@ -1,0 +1,210 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	redisstore "github.com/eko/gocache/store/redis/v4"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ScanCount is the COUNT hint ListKeys passes to each SCAN call: roughly
+// how many keys the server examines per round trip.
+const ScanCount = 1000
+
+// Store is gocache's redis store (embedded, so every
+// store.StoreInterface method is gocache's own) plus the optional
+// capabilities the sessions library discovers by type assertion:
+// CompareAndSwap and ListKeys. GetType reports "redis". It is safe for
+// concurrent use.
+//
+// Note that the embedded Clear is gocache's FLUSHALL: it empties every
+// database of the server (or every master of a cluster), not only this
+// store's keys. The sessions library never calls Clear or Invalidate.
+type Store struct {
+	*redisstore.RedisStore
+
+	client goredis.UniversalClient
+	owned  bool // created by Open from a URL: Close closes it
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a Store on client, which may be a standalone, Sentinel
+// (failover), Cluster or Ring client. The caller keeps ownership of client:
+// Store.Close does not close it.
+func New(client goredis.UniversalClient) *Store {
+	if client == nil {
+		panic("redis: New with a nil client")
+	}
+	return &Store{RedisStore: redisstore.NewRedis(client), client: client}
+}
+
+// Client returns the go-redis client the store uses.
+func (s *Store) Client() goredis.UniversalClient { return s.client }
+
+// Close closes the go-redis client if Open created it from a URL, and does
+// nothing for a Store made by New, whose client belongs to the caller. It
+// is idempotent; the store must not be used after closing an owned client.
+func (s *Store) Close() error {
+	if !s.owned {
+		return nil
+	}
+	s.closeOnce.Do(func() { s.closeErr = s.client.Close() })
+	return s.closeErr
+}
+
+// casScript is the compare-and-swap, atomic because redis runs a script
+// without interleaving other commands.
+//
+//	KEYS[1] key
+//	ARGV[1] "1": store only if the key is absent; "0": only if it holds ARGV[2]
+//	ARGV[2] expected value
+//	ARGV[3] new value
+//	ARGV[4] time to live in milliseconds, "0" for none
+//
+// It returns 1 when it stored, 0 when the comparison failed. A key of
+// another type than string makes GET, and so the script, fail.
+var casScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+`)
+
+// CompareAndSwap stores value under key with the given time to live (0: no
+// expiry) only if the current value is byte for byte equal to old; old ==
+// nil means "only if key is absent" (an expired key is absent), while a
+// non-nil empty old matches a stored empty value. It reports whether it
+// stored; a failed comparison is not an error. It is one round trip: a Lua
+// script run with EVALSHA, falling back to EVAL when the server does not
+// have it cached (after a restart, for example). The TTL is sent in
+// milliseconds, rounded up. A negative ttl is an error.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if ttl < 0 {
+		return false, fmt.Errorf("redis: CompareAndSwap %s with a negative TTL %v", key, ttl)
+	}
+	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	absent := "0"
+	if old == nil {
+		absent = "1"
+	}
+	n, err := casScript.Run(ctx, s.client, []string{key}, absent, old, value, ms).Int64()
+	if err != nil {
+		return false, fmt.Errorf("redis: CompareAndSwap %s: %w", key, err)
+	}
+	return n == 1, nil
+}
+
+// ListKeys calls fn for each live key that starts with prefix, until fn
+// returns a non-nil error, which ListKeys returns. Keys come in no
+// particular order (the order of redis's SCAN). Glob metacharacters in
+// prefix (* ? [ ] \) are escaped, so the prefix is matched literally.
+//
+// It pages with SCAN MATCH <prefix>* COUNT ScanCount and calls fn between
+// pages, outside any server-side operation, so fn may use the store (for
+// example delete the key it is given). On a *redis.ClusterClient it scans
+// every master, one after another; on a *redis.Ring, every shard. Keys
+// written or deleted while ListKeys runs may or may not be reported; a key
+// present for the whole call is reported exactly once (SCAN may return a key
+// twice when the server resizes its table; ListKeys filters such repeats,
+// which costs memory proportional to the number of matching keys).
+func (s *Store) ListKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	nodes, err := s.scanNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: ListKeys %q: %w", prefix, err)
+	}
+	match := escapeGlob(prefix) + "*"
+	seen := map[string]struct{}{}
+	for _, node := range nodes {
+		var cursor uint64
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			keys, next, err := node.Scan(ctx, cursor, match, ScanCount).Result()
+			if err != nil {
+				return fmt.Errorf("redis: ListKeys %q: %w", prefix, err)
+			}
+			for _, k := range keys {
+				if _, dup := seen[k]; dup {
+					continue
+				}
+				seen[k] = struct{}{}
+				if err := fn(k); err != nil {
+					return err
+				}
+			}
+			if next == 0 {
+				break
+			}
+			cursor = next
+		}
+	}
+	return nil
+}
+
+// scanNodes returns the clients to run SCAN on: every master of a
+// cluster, every shard of a ring, or the client itself.
+func (s *Store) scanNodes(ctx context.Context) ([]goredis.Cmdable, error) {
+	var (
+		mu    sync.Mutex
+		nodes []goredis.Cmdable
+	)
+	collect := func(_ context.Context, c *goredis.Client) error {
+		mu.Lock()
+		nodes = append(nodes, c)
+		mu.Unlock()
+		return nil
+	}
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		if err := c.ForEachMaster(ctx, collect); err != nil {
+			return nil, err
+		}
+	case *goredis.Ring:
+		if err := c.ForEachShard(ctx, collect); err != nil {
+			return nil, err
+		}
+	default:
+		return []goredis.Cmdable{s.client}, nil
+	}
+	if len(nodes) == 0 {
+		return nil, errors.New("no nodes to scan")
+	}
+	return nodes, nil
+}
+
+// escapeGlob escapes redis glob metacharacters so that pattern matches s
+// literally.
+func escapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
