@@ -40,6 +40,10 @@ func (b *logBuffer) String() string {
 
 func (b *logBuffer) count(substr string) int { return strings.Count(b.String(), substr) }
 
+func slogTo(b *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 // backend is one shared storage: a memory store behind a fault-injecting,
 // call-counting wrapper.
 type backend struct {
@@ -68,7 +72,7 @@ func newNode(t *testing.T, b *backend, cfg sessions.Config) *node {
 		cfg.Store = b.fault
 	}
 	logs := &logBuffer{}
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = slogTo(logs)
 	m, err := sessions.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -25,9 +25,16 @@ import (
 	ristrettostore "github.com/eko/gocache/store/ristretto/v4"
 	gocache "github.com/patrickmn/go-cache"
 
+	gomemcache "github.com/bradfitz/gomemcache/memcache"
+	memcachestore "github.com/eko/gocache/store/memcache/v4"
+	redisstore "github.com/eko/gocache/store/redis/v4"
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/sessionstorage/sessions/conformance"
 	"github.com/sessionstorage/sessions/drivers/bolt"
+	"github.com/sessionstorage/sessions/drivers/memcached"
 	"github.com/sessionstorage/sessions/drivers/memory"
+	redisdriver "github.com/sessionstorage/sessions/drivers/redis"
 	sqlstore "github.com/sessionstorage/sessions/drivers/sql"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
@@ -105,6 +112,53 @@ var targets = []target{
 		return conformance.Harness{NewStore: func(t conformance.TB) store.StoreInterface {
 			return openURL(t, sqlstore.Open, srv.URL()+"?table="+randomName())
 		}}
+	}},
+	{"redis", "driver", func(t *testing.T) conformance.Harness {
+		srv := testservers.SharedRedis(t)
+		return conformance.Harness{NewStore: func(t conformance.TB) store.StoreInterface {
+			return openURL(t, redisdriver.Open, srv.URL())
+		}}
+	}},
+	{"redis (Cluster)", "driver", func(t *testing.T) conformance.Harness {
+		srv := testservers.RedisCluster(t)
+		return conformance.Harness{NewStore: func(t conformance.TB) store.StoreInterface {
+			return openURL(t, redisdriver.Open, srv.URL())
+		}}
+	}},
+	{"memcached", "driver", func(t *testing.T) conformance.Harness {
+		srv := testservers.SharedMemcached(t)
+		return conformance.Harness{
+			NewStore: func(t conformance.TB) store.StoreInterface {
+				return openURL(t, memcached.Open, srv.URL())
+			},
+			TTLResolution: time.Second,
+			MaxValueSize:  1000 << 10,
+		}
+	}},
+	{"gocache redis", "gocache store", func(t *testing.T) conformance.Harness {
+		srv := testservers.SharedRedis(t)
+		return conformance.Harness{NewStore: func(t conformance.TB) store.StoreInterface {
+			opts, err := goredis.ParseURL(srv.URL())
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			client := goredis.NewClient(opts)
+			t.Cleanup(func() { client.Close() })
+			return redisstore.NewRedis(client)
+		}}
+	}},
+	{"gocache memcache", "gocache store", func(t *testing.T) conformance.Harness {
+		srv := testservers.SharedMemcached(t)
+		return conformance.Harness{
+			NewStore: func(t conformance.TB) store.StoreInterface {
+				return memcachestore.NewMemcache(gomemcache.New(srv.Addr()))
+			},
+			TTLResolution: time.Second,
+			MaxValueSize:  1000 << 10,
+			ExpectFail: map[string]string{
+				"context": whyNoContext,
+			},
+		}
 	}},
 	{"ristretto", "gocache store", func(t *testing.T) conformance.Harness {
 		return conformance.Harness{
@@ -185,15 +239,25 @@ func (r *results) add(target string, res conformance.Result) {
 // modules, and checks docs/drivers.md against the outcome (-update rewrites
 // it).
 func TestDrivers(t *testing.T) {
-	defer testservers.StopShared()
 	res := &results{out: map[string]map[string]conformance.Result{}}
+	t.Run("targets", func(t *testing.T) { runTargets(t, res) })
+	compareTable(t, res)
+}
+
+func runTargets(t *testing.T, res *results) {
 	for _, tg := range targets {
 		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting on TTLs: overlap them
 			h := tg.harness(t)
 			h.OnResult = func(r conformance.Result) { res.add(tg.name, r) }
 			conformance.Run(t, h)
 		})
 	}
+}
+
+// compareTable checks docs/drivers.md against the outcome (-update rewrites
+// it).
+func compareTable(t *testing.T, res *results) {
 	if t.Failed() || len(res.out) < len(targets) {
 		return // a failure, or a partial run (-run): no table to compare
 	}

@@ -23,13 +23,13 @@ import (
 
 // ignoreTestservers ignores the goroutine testservers keeps for the whole
 // process (servers are forked from one locked thread).
-var ignoreTestservers = goleak.IgnoreAnyFunction("github.com/sessionstorage/sessions/internal/testservers.spawn.func1.1")
+var ignoreTestservers = testservers.LeakCheckOptions()
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testservers.StopShared()
 	if code == 0 {
-		if err := goleak.Find(ignoreTestservers); err != nil {
+		if err := goleak.Find(ignoreTestservers...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
 			code = 1
 		}
@@ -538,7 +538,7 @@ func TestClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	goleak.VerifyNone(t, ignore, ignoreTestservers)
+	goleak.VerifyNone(t, append(ignoreTestservers, ignore)...)
 
 	// Made by New: Close leaves the caller's client's connections alone.
 	client := memcache.New(srv.Addr())
@@ -554,7 +554,7 @@ func TestClose(t *testing.T) {
 	}
 	client.Delete(key)
 	client.Close()
-	goleak.VerifyNone(t, ignore, ignoreTestservers)
+	goleak.VerifyNone(t, append(ignoreTestservers, ignore)...)
 }
 
 func TestServerKilled(t *testing.T) {

@@ -24,7 +24,7 @@ import (
 
 // ignoreTestservers ignores the goroutine testservers keeps for the whole
 // process (servers are forked from one locked thread).
-var ignoreTestservers = goleak.IgnoreAnyFunction("github.com/sessionstorage/sessions/internal/testservers.spawn.func1.1")
+var ignoreTestservers = testservers.LeakCheckOptions()
 
 // quietLogger drops go-redis's log lines (failed dials and the like, which
 // several tests provoke on purpose).
@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testservers.StopShared()
 	if code == 0 {
-		if err := goleak.Find(ignoreTestservers); err != nil {
+		if err := goleak.Find(ignoreTestservers...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
 			code = 1
 		}
@@ -615,7 +615,7 @@ func TestClose(t *testing.T) {
 	if _, err := s.Get(ctx, "k"); err == nil {
 		t.Error("Get after Close succeeded")
 	}
-	goleak.VerifyNone(t, ignore, ignoreTestservers)
+	goleak.VerifyNone(t, append(ignoreTestservers, ignore)...)
 
 	// Made by New: Close leaves the caller's client alone.
 	db, _ := strconv.Atoi(srv.DB())
@@ -628,7 +628,7 @@ func TestClose(t *testing.T) {
 		t.Errorf("the caller's client was closed: %v", err)
 	}
 	client.Close()
-	goleak.VerifyNone(t, ignore, ignoreTestservers)
+	goleak.VerifyNone(t, append(ignoreTestservers, ignore)...)
 }
 
 func TestServerKilled(t *testing.T) {

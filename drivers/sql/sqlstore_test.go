@@ -28,10 +28,7 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		// testservers forks servers from one goroutine locked to its
 		// thread for the life of the process (for Pdeathsig): not a leak.
-		if err := goleak.Find(
-			goleak.IgnoreAnyFunction("github.com/sessionstorage/sessions/internal/testservers.spawn.func1"),
-			goleak.IgnoreAnyFunction("github.com/sessionstorage/sessions/internal/testservers.spawn.func1.1"),
-		); err != nil {
+		if err := goleak.Find(testservers.LeakCheckOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}

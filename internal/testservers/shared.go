@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.uber.org/goleak"
 	"net"
 	"strconv"
 	"strings"
@@ -216,4 +217,15 @@ func (p *proc) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closed
+}
+
+// LeakCheckOptions are the go.uber.org/goleak options a test package using
+// this package needs: they ignore the process spawner goroutine, which is
+// pinned to its thread and lives as long as the test binary (see
+// StopShared).
+func LeakCheckOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/sessionstorage/sessions/internal/testservers.spawn.func1"),
+		goleak.IgnoreAnyFunction("github.com/sessionstorage/sessions/internal/testservers.spawn.func1.1"),
+	}
 }

@@ -1,0 +1,160 @@
+package sessions_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/drivers/memory"
+	"github.com/sessionstorage/sessions/serializer"
+)
+
+func TestLoadConfigWithTwoNamedStoragesAndEnv(t *testing.T) {
+	t.Setenv("SESSIONS_TEST_SECRET", "s3cr$t")
+	path := filepath.Join(t.TempDir(), "sessions.toml")
+	os.WriteFile(path, []byte(`
+storage = "primary"
+cluster = true
+timeout = "45m"
+idle_evict = "2m"
+write_behind = "50ms"
+codec = "json"
+key_prefix = "app:"
+
+[cookie]
+name = "sid"
+same_site = "strict"
+persist = true
+
+[storages.primary]
+url = "memory://"
+options = { sweep = "250ms", token = "${SESSIONS_TEST_SECRET}" }
+
+[storages.archive]
+url = "redis://:${SESSIONS_TEST_SECRET}@127.0.0.1:6379/3"
+`), 0o600)
+	cfg, err := sessions.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Storage != "primary" || !cfg.Cluster || cfg.Timeout != 45*time.Minute || cfg.IdleEvict != 2*time.Minute ||
+		cfg.WriteBehind != 50*time.Millisecond || cfg.Codec != serializer.JSON || cfg.KeyPrefix != "app:" {
+		t.Fatalf("settings not loaded: %+v", cfg)
+	}
+	if cfg.Cookie.Name != "sid" || cfg.Cookie.SameSite != http.SameSiteStrictMode || !cfg.Cookie.Persist {
+		t.Fatalf("cookie not loaded: %+v", cfg.Cookie)
+	}
+	if len(cfg.Storages) != 2 {
+		t.Fatalf("storages: %+v", cfg.Storages)
+	}
+	if got := cfg.Storages["archive"].URL; got != "redis://:s3cr$t@127.0.0.1:6379/3" {
+		t.Fatalf("environment variable not expanded: %q", got)
+	}
+	if got := cfg.Storages["primary"].Options["token"]; got != "s3cr$t" {
+		t.Fatalf("option not expanded: %q", got)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	os.Unsetenv("SESSIONS_TEST_UNSET")
+	for name, tc := range map[string]struct{ text, want string }{
+		"unknown key":        {`timout = "1m"`, "unknown setting timout"},
+		"unknown nested key": {"[cookie]\nsamesite = \"lax\"", "unknown setting cookie.samesite"},
+		"bad duration":       {`timeout = "soon"`, "soon"},
+		"unset variable":     {"[storages.a]\nurl = \"redis://${SESSIONS_TEST_UNSET}@h\"", "environment variable SESSIONS_TEST_UNSET is not set"},
+		"stray dollar":       {"[storages.a]\nurl = \"redis://$HOME@h\"", "storages.a.url: a $ must start ${NAME}"},
+		"missing url":        {"[storages.a]\noptions = { x = \"1\" }", "storages.a: url is required"},
+		"bad codec":          {`codec = "xml"`, `codec "xml"`},
+		"bad same_site":      {"[cookie]\nsame_site = \"sometimes\"", "cookie.same_site"},
+		"not toml":           {`storage = `, "sessions: config"},
+	} {
+		_, err := sessions.ParseConfig(tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to mention %q", name, err, tc.want)
+		}
+	}
+	if _, err := sessions.LoadConfig(filepath.Join(t.TempDir(), "absent.toml")); err == nil {
+		t.Error("missing file: no error")
+	}
+}
+
+func TestStorageResolutionErrors(t *testing.T) {
+	local := map[string]sessions.StorageConfig{
+		"main":   {URL: "memory://"},
+		"broken": {URL: "memory://", Options: map[string]string{"sweep": "never"}},
+		"typo":   {URL: "redis-cluster://h:1"},
+		"bad":    {URL: "::nonsense"},
+	}
+	for name, tc := range map[string]struct {
+		storage string
+		want    []string
+	}{
+		"unknown name":   {"mian", []string{`unknown storage "mian"`, "defined storages: bad, broken, main, memory, typo"}},
+		"unknown scheme": {"typo", []string{`no driver for scheme "redis-cluster"`, "forgotten import", "registered schemes:", "memory"}},
+		"bad option":     {"broken", []string{`storage "broken"`, `sweep="never"`}},
+		"malformed URL":  {"bad", []string{`storage "bad"`, "not a valid URL"}},
+		"password kept out of errors": {"nope://user:hunter2@h/?password=hunter3",
+			[]string{`no driver for scheme "nope"`}},
+	} {
+		_, err := sessions.New(sessions.Config{Storage: tc.storage, Storages: local})
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "hunter") {
+			t.Errorf("%s: error %q shows a password", name, err)
+		}
+	}
+}
+
+func TestNamedStoragesSelectWhereSessionsLive(t *testing.T) {
+	shared := memory.New(memory.Options{})
+	defer shared.Close()
+	sessions.RegisterStore("test-shared", shared)
+	sessions.DefineStorage("test-defined", sessions.StorageConfig{URL: "memory://", Options: map[string]string{"sweep": "1s"}})
+	for _, name := range []string{"test-shared", "test-defined", "memory", "memory://"} {
+		logs := &logBuffer{}
+		m, err := sessions.New(sessions.Config{Storage: name, Logger: slogTo(logs)})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c := newClient(t)
+		c.must(m.Handler(testApp()), "/set?k=a&v=1", 200)
+		must(t, m.Close(context.Background()))
+		if name == "test-shared" && shared.Len() != 1 {
+			t.Fatalf("a registered store was not used: %d entries", shared.Len())
+		}
+		if !strings.Contains(logs.String(), "storage="+name) && !strings.Contains(logs.String(), "storage=\""+name) {
+			t.Errorf("start-up log does not say where sessions live:\n%s", logs)
+		}
+	}
+	// A registered store is the caller's: Close left it usable.
+	if _, err := shared.Get(context.Background(), "x"); err == nil {
+		t.Fatal("unexpected entry")
+	}
+	for _, fn := range []func(){
+		func() { sessions.RegisterStore("test-shared", shared) },
+		func() { sessions.DefineStorage("test-shared", sessions.StorageConfig{URL: "memory://"}) },
+		func() { sessions.DefineStorage("redis://x", sessions.StorageConfig{URL: "memory://"}) },
+		func() { sessions.RegisterDriver("memory", nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("registering a name twice (or a URL as a name) did not panic")
+				}
+			}()
+			fn()
+		}()
+	}
+}
