@@ -370,7 +370,7 @@ func (m *Manager) commit(ctx context.Context, s *Session) error {
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		now := time.Now()
 		s.mu.Lock()
-		if s.id == "" || (len(s.dirty) == 0 && s.stored && now.UnixMilli()-s.storedAccess < m.touchEvery.Milliseconds()) {
+		if s.id == "" || (len(s.dirty) == 0 && s.stored && now.UnixMilli()-s.storedAccess.Load() < m.touchEvery.Milliseconds()) {
 			s.mu.Unlock()
 			return nil
 		}

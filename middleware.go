@@ -67,10 +67,7 @@ func (m *Manager) touch(s *Session) {
 	if m.cfg.Cluster || s.queued.Load() {
 		return
 	}
-	s.mu.Lock()
-	due := s.stored && now.UnixMilli()-s.storedAccess >= m.touchEvery.Milliseconds()
-	s.mu.Unlock()
-	if due {
+	if stored := s.storedAccess.Load(); stored != 0 && now.UnixMilli()-stored >= m.touchEvery.Milliseconds() {
 		m.enqueue(s)
 	}
 }

@@ -57,9 +57,10 @@ type Session struct {
 	revision uint64
 	stored   bool   // an entry for key exists (or is queued) in storage
 	base     []byte // cluster mode: the stored bytes this copy is based on
-	// storedAccess is the LastAccess (Unix ms) written in the latest
-	// stored envelope; a touch is due when it falls Timeout/10 behind.
-	storedAccess int64
+	// storedAccess is the LastAccess (Unix ms) of the latest stored
+	// envelope, 0 before the first; a touch is due when it falls
+	// Timeout/10 behind. Written under mu, read without it.
+	storedAccess atomic.Int64
 
 	lastAccess atomic.Int64 // Unix ns
 	queued     atomic.Bool  // in the write-behind queue
@@ -289,7 +290,8 @@ func (s *Session) resetLocked() {
 	s.id, s.key = "", ""
 	s.values = make(map[string]entry)
 	s.size, s.dirty, s.revision, s.created = 0, nil, 0, 0
-	s.stored, s.base, s.storedAccess = false, nil, 0
+	s.stored, s.base = false, nil
+	s.storedAccess.Store(0)
 }
 
 // envelopeLocked encodes the whole session as it is now, stamped with
@@ -314,7 +316,7 @@ func (s *Session) envelopeLocked(now time.Time) []byte {
 func (s *Session) storedLocked(data []byte, now time.Time, seq uint64, keepBase bool) {
 	s.revision++
 	s.stored = true
-	s.storedAccess = now.UnixMilli()
+	s.storedAccess.Store(now.UnixMilli())
 	if keepBase {
 		s.base = data
 	}
@@ -350,7 +352,7 @@ func (s *Session) adoptLocked(env *serializer.Envelope, data []byte) {
 	s.values, s.size = values, size
 	s.revision = env.Revision
 	s.created = env.Created
-	s.storedAccess = env.LastAccess
+	s.storedAccess.Store(env.LastAccess)
 	s.stored = true
 	s.base = data
 }

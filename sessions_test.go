@@ -515,6 +515,14 @@ func TestActiveSessionOutlivesTimeout(t *testing.T) {
 				t.Fatalf("cluster=%v: active session lost its data", cluster)
 			}
 		}
+		// Unchanged requests refreshed the stored deadline (a touch at most
+		// every Timeout/10), so storage still holds the session.
+		if !b.has(c.cookie) {
+			t.Fatalf("cluster=%v: storage let an active session expire", cluster)
+		}
+		if w := n.m.Stats().StorageWrites; w > 1+700/20+2 {
+			t.Fatalf("cluster=%v: %d storage writes for unchanged requests; touches must be throttled to Timeout/10", cluster, w)
+		}
 	}
 }
 
