@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/sessionstorage/sessions/serializer"
 )
 
 // This file holds the two modes' storage policies:
@@ -319,35 +317,38 @@ func (m *Manager) loadCluster(ctx context.Context, id string) (*Session, error) 
 		return nil, err
 	}
 	if s != nil {
-		// Keep the copy in memory when storage holds the same bytes, or an
-		// older revision (a concurrent request of this server committed
-		// after this read was answered).
-		rev, _ := serializer.PeekRevision(data)
 		s.mu.Lock()
-		current := s.id == id && (rev < s.revision || bytes.Equal(s.base, data))
+		same := s.id == id && bytes.Equal(s.base, data)
 		s.mu.Unlock()
-		if current {
-			return s, nil
+		if same {
+			return s, nil // the common case: nothing to decode
 		}
 	}
-	fresh := m.fromStorage(ctx, id, key, data)
-	if fresh == nil {
+	env := m.decode(key, data)
+	if env == nil {
 		if s != nil {
 			m.ram.remove(id, s)
 		}
 		return nil, nil
 	}
+	if env.Expires < time.Now().UnixMilli() {
+		if s != nil {
+			m.ram.remove(id, s)
+		}
+		m.endExpired(ctx, m.sessionFromEnvelope(id, key, env, data, false))
+		return nil, nil
+	}
 	if s == nil {
+		fresh := m.sessionFromEnvelope(id, key, env, data, true)
 		if s = m.ram.putIfAbsent(id, fresh); s == nil {
 			return fresh, nil
 		}
 	}
 	// Another server changed the session: take its version, keeping this
-	// server's uncommitted changes on top.
-	rev, _ := serializer.PeekRevision(data)
+	// server's uncommitted changes on top — unless this copy is newer (a
+	// concurrent request of this server committed after this read).
 	s.mu.Lock()
-	if s.id == id && rev >= s.revision && !bytes.Equal(s.base, data) {
-		env := m.decode(key, data) // cannot fail: fromStorage just read it
+	if s.id == id && env.Revision >= s.revision && !bytes.Equal(s.base, data) {
 		s.adoptLocked(env, data)
 	}
 	s.mu.Unlock()

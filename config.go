@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,6 +43,7 @@ func LoadConfig(path string) (Config, error) {
 //	codec = "msgpack"             # msgpack, json or gob
 //	max_session_size = 524288
 //	max_key_length = 256
+//	encryption_keys = ["${SESSION_KEY}"]  # base64 AES keys; the first encrypts
 //
 //	[cookie]
 //	name = "session"
@@ -73,8 +75,9 @@ func ParseConfig(text string) (Config, error) {
 		StorageTimeout duration `toml:"storage_timeout"`
 		KeyPrefix      string   `toml:"key_prefix"`
 		Codec          string
-		MaxSessionSize int `toml:"max_session_size"`
-		MaxKeyLength   int `toml:"max_key_length"`
+		MaxSessionSize int      `toml:"max_session_size"`
+		MaxKeyLength   int      `toml:"max_key_length"`
+		EncryptionKeys []string `toml:"encryption_keys"`
 		Cookie         struct {
 			Name, Path, Domain string
 			SameSite           string `toml:"same_site"`
@@ -120,6 +123,19 @@ func ParseConfig(text string) (Config, error) {
 			Name: f.Cookie.Name, Path: f.Cookie.Path, Domain: expand("cookie.domain", f.Cookie.Domain),
 			Insecure: f.Cookie.Insecure, AllowScript: f.Cookie.AllowScript, Persist: f.Cookie.Persist,
 		},
+	}
+	for i, k := range f.EncryptionKeys {
+		where := fmt.Sprintf("encryption_keys[%d]", i)
+		text := expand(where, k)
+		key, err := base64.StdEncoding.DecodeString(text)
+		if err != nil {
+			key, err = base64.RawURLEncoding.DecodeString(text)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: not base64: %w", where, err))
+			continue
+		}
+		cfg.EncryptionKeys = append(cfg.EncryptionKeys, key)
 	}
 	switch strings.ToLower(f.Codec) {
 	case "", "msgpack":

@@ -70,6 +70,14 @@ type Config struct {
 	MaxSessionSize int
 	// MaxKeyLength caps the length of a value's key. Default 256.
 	MaxKeyLength int
+	// EncryptionKeys, when set, encrypt and authenticate every stored
+	// session with AES-GCM (keys of 16, 24 or 32 bytes). The first key
+	// encrypts, all of them decrypt: to rotate, put the new key first and
+	// drop the old one after Timeout. An entry is bound to its storage key,
+	// so one copied under another key does not open. With keys set,
+	// unencrypted entries are rejected (read as no session), and without
+	// keys, encrypted ones are.
+	EncryptionKeys [][]byte
 
 	// OnSessionStart is called once when a new session is first written,
 	// on the request's goroutine, after the value is set.
@@ -157,6 +165,7 @@ type Manager struct {
 	cfg     Config
 	storage *storage
 	codec   serializer.Codec
+	sealer  *serializer.Sealer // nil: entries are not encrypted
 	log     *slog.Logger
 	ram     ram
 	wb      writeBehind
@@ -185,6 +194,13 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, codec: cfg.Codec, log: cfg.Logger, stop: make(chan struct{})}
 	if c, ok := serializer.ByID(m.codec.ID()); ok && reflect.TypeOf(c) != reflect.TypeOf(m.codec) {
 		return nil, fmt.Errorf("sessions: codec %s uses id %d, reserved for the library's %s codec", m.codec.Name(), m.codec.ID(), c.Name())
+	}
+	if len(cfg.EncryptionKeys) > 0 {
+		sealer, err := serializer.NewSealer(cfg.EncryptionKeys...)
+		if err != nil {
+			return nil, fmt.Errorf("sessions: EncryptionKeys: %w", err)
+		}
+		m.sealer = sealer
 	}
 	if cfg.Store != nil {
 		m.storage = newStorage(fmt.Sprintf("%s store", cfg.Store.GetType()), cfg.Store, false)
@@ -220,7 +236,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.log.Info("sessions: started", "storage", m.storage.name, "mode", mode,
 		"timeout", cfg.Timeout, "idle_evict", cfg.IdleEvict, "write_behind", cfg.WriteBehind,
-		"codec", m.codec.Name(), "key_prefix", cfg.KeyPrefix)
+		"codec", m.codec.Name(), "key_prefix", cfg.KeyPrefix, "encrypted", m.sealer != nil)
 	return m, nil
 }
 
@@ -486,7 +502,14 @@ func (m *Manager) sessionFromEnvelope(id, key string, env *serializer.Envelope, 
 // truncated, another format version or codec) is logged with the reason,
 // counted, and reported as nil: the caller starts a fresh session.
 func (m *Manager) decode(key string, data []byte) *serializer.Envelope {
-	env, err := serializer.DecodeEnvelope(data)
+	plain, err := data, error(nil)
+	if m.sealer != nil {
+		plain, err = m.sealer.Open(data, []byte(key))
+	}
+	var env *serializer.Envelope
+	if err == nil {
+		env, err = serializer.DecodeEnvelope(plain)
+	}
 	if err == nil && env.Codec != m.codec.ID() {
 		name := "unknown"
 		if c, ok := serializer.ByID(env.Codec); ok {

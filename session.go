@@ -308,6 +308,9 @@ func (s *Session) envelopeLocked(now time.Time) []byte {
 	for k, e := range s.values {
 		env.Values = append(env.Values, serializer.Field{Key: k, Value: e.raw})
 	}
+	if s.m.sealer != nil {
+		return s.m.sealer.Seal(env.Marshal(), []byte(s.key))
+	}
 	return env.Marshal()
 }
 

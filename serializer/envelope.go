@@ -15,7 +15,7 @@ import (
 //	magic      2 bytes  0x53 0xE5
 //	version    1 byte   1
 //	codec id   1 byte
-//	flags      1 byte   (no flag is defined in version 1; set bits are rejected)
+//	flags      1 byte   FlagEncrypted (see Sealer); other bits are rejected
 //	created    varint   Unix milliseconds
 //	lastAccess varint   Unix milliseconds
 //	expires    varint   Unix milliseconds
@@ -100,17 +100,14 @@ func (e *Envelope) Marshal() []byte {
 
 // DecodeEnvelope parses data. The returned Field values alias data: the
 // caller must not modify data while it uses them. Any error wraps one of
-// ErrNotEnvelope, ErrVersion, ErrChecksum or ErrTruncated; it never panics,
-// whatever the input.
+// ErrNotEnvelope, ErrVersion, ErrChecksum, ErrTruncated or ErrEncrypted (open
+// it with a Sealer first); it never panics, whatever the input.
 func DecodeEnvelope(data []byte) (*Envelope, error) {
-	if len(data) < 2 || data[0] != magic0 || data[1] != magic1 {
-		return nil, ErrNotEnvelope
+	if err := checkHeader(data); err != nil {
+		return nil, err
 	}
-	if len(data) < 3 || data[2] != FormatVersion {
-		if len(data) < 3 {
-			return nil, ErrTruncated
-		}
-		return nil, fmt.Errorf("%w: %d (this program reads %d)", ErrVersion, data[2], FormatVersion)
+	if data[4]&FlagEncrypted != 0 {
+		return nil, ErrEncrypted
 	}
 	if len(data) < headerLen+checksumLen {
 		return nil, ErrTruncated
@@ -145,20 +142,6 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrTruncated, len(r.buf))
 	}
 	return e, nil
-}
-
-// PeekRevision returns the revision of an encoded envelope without decoding
-// its values. ok is false for anything DecodeEnvelope would reject early.
-func PeekRevision(data []byte) (rev uint64, ok bool) {
-	if len(data) < headerLen+checksumLen || data[0] != magic0 || data[1] != magic1 || data[2] != FormatVersion {
-		return 0, false
-	}
-	r := reader{buf: data[headerLen : len(data)-checksumLen]}
-	r.uvarint()
-	r.uvarint()
-	r.uvarint()
-	rev = r.uvarint()
-	return rev, !r.bad
 }
 
 type reader struct {
