@@ -65,3 +65,8 @@ func storageKey(prefix, id string) string {
 // default). Operators use it to find one user's entry; it cannot be
 // reversed into the ID.
 func StorageKey(prefix, id string) string { return storageKey(prefix, id) }
+
+// ValidID reports whether s has the form of a session ID this library
+// issues (43 base64url characters encoding 32 bytes). Any other cookie
+// value is ignored without a storage lookup.
+func ValidID(s string) bool { return validID(s) }

@@ -103,6 +103,7 @@ type responseWriter struct {
 	r        *http.Request
 	s        *Session
 	incoming string
+	sent     string // the ID the response header carried (or kept)
 	prepared bool
 	aborted  bool
 }
@@ -130,6 +131,7 @@ func (w *responseWriter) prepare() bool {
 
 func (w *responseWriter) setCookie() {
 	id := w.s.ID()
+	w.sent = id
 	if id == w.incoming {
 		return
 	}
@@ -166,7 +168,7 @@ func (w *responseWriter) finish() {
 			w.m.log.Error("sessions: change made after the response started was not saved", "err", err)
 		}
 	}
-	if id := w.s.ID(); id != w.incoming && id != "" {
+	if id := w.s.ID(); id != w.sent && id != "" {
 		w.m.log.Warn("sessions: session created or renewed after the response header was written; the client did not get its cookie",
 			"path", w.r.URL.Path)
 	}

@@ -787,3 +787,21 @@ func TestManyGoroutinesOneSession(t *testing.T) {
 		})
 	}
 }
+
+func TestNoCookieWarningWhenCookieWasSent(t *testing.T) {
+	n := newNode(t, newBackend(t), sessions.Config{})
+	c := newClient(t)
+	c.must(n.h, "/set?k=a&v=1", 200) // writes its body after Set: the cookie goes out
+	if strings.Contains(n.logs.String(), "did not get its cookie") {
+		t.Fatalf("false warning:\n%s", n.logs)
+	}
+	// A session created after the header went out does deserve it.
+	late := n.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		sessions.FromContext(r.Context()).Set("late", 1)
+	}))
+	newClient(t).do(late, "/")
+	if !strings.Contains(n.logs.String(), "did not get its cookie") {
+		t.Fatalf("no warning for a session created after the header:\n%s", n.logs)
+	}
+}

@@ -94,8 +94,11 @@ type KeyLister interface {
 	ListKeys(ctx context.Context, prefix string, fn func(key string) error) error
 }
 
-// errNotFound is what storage reads report for a missing entry.
-var errNotFound = errors.New("sessions: entry not found")
+// ErrNotFound is what Storage.Get reports for a missing (or expired) entry.
+var ErrNotFound = errors.New("sessions: entry not found")
+
+// errNotFound is the internal name of ErrNotFound.
+var errNotFound = ErrNotFound
 
 // Miss errors some gocache stores return unwrapped, instead of
 // store.NotFound, recognised by message so the core need not link their
@@ -315,6 +318,38 @@ func openNamed(ctx context.Context, name string, sc StorageConfig) (*storage, er
 	st.name = name + " (" + st.name + ")"
 	return st, nil
 }
+
+// Storage is an open storage as the library sees it: a gocache store
+// behind the adapter that absorbs the stores' differences (value types,
+// miss errors, TTL units, failed deletes of absent keys). Tools such as
+// sessionctl use it to read and delete entries exactly as a Manager does.
+type Storage struct{ s *storage }
+
+// OpenStorage opens what a Config.Storage value names: a name defined in
+// defined (may be nil) or process-wide, or a URL. Close releases it.
+func OpenStorage(ctx context.Context, nameOrURL string, defined map[string]StorageConfig) (*Storage, error) {
+	st, err := resolveStorage(ctx, nameOrURL, defined)
+	if err != nil {
+		return nil, err
+	}
+	return &Storage{st}, nil
+}
+
+// Name describes the storage for people: its name and URL, passwords hidden.
+func (s *Storage) Name() string { return s.s.name }
+
+// Store returns the underlying gocache store.
+func (s *Storage) Store() store.StoreInterface { return s.s.store }
+
+// Get returns the bytes stored under key, or ErrNotFound.
+func (s *Storage) Get(ctx context.Context, key string) ([]byte, error) { return s.s.get(ctx, key) }
+
+// Delete removes key; a missing key is not an error.
+func (s *Storage) Delete(ctx context.Context, key string) error { return s.s.delete(ctx, key) }
+
+// Close closes the store if this Storage opened it (from a URL); a store
+// registered with RegisterStore stays open.
+func (s *Storage) Close() error { return s.s.close() }
 
 // OpenStore opens the store a storage URL names ("memory", or a URL whose
 // scheme a driver registered), as Config.Storage would. The caller owns it:

@@ -14,7 +14,8 @@ import (
 	"github.com/sessionstorage/sessions/conformance"
 )
 
-func runConformance(args []string, stdout, stderr io.Writer) int {
+// runConformance is the conformance subcommand.
+func runConformance(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("conformance", "URL", `
 Runs the driver conformance suite (the checks of package conformance)
 against the live storage named by URL and prints a pass/fail table. Every
@@ -24,16 +25,16 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 	resolution := fs.Duration("ttl-resolution", 0, "how late an entry may outlive its TTL (default 1s for memcached, 200ms otherwise)")
 	maxValue := fs.Int("max-value", 0, "largest value the storage must hold, in bytes (default 1000 KiB for memcached, 1 MiB otherwise)")
 	verbose := fs.Bool("v", false, "print each failure's full messages")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return 2
 	}
 	raw := fs.Arg(0)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	st, err := sessions.OpenStore(ctx, raw)
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	st, err := sessions.OpenStore(openCtx, raw)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionctl:", err)
@@ -84,9 +85,26 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 	return 0
 }
 
+// redacted hides passwords in a storage URL for display: the user info's
+// and any query option whose name contains "password" (Sentinel URLs).
 func redacted(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
 	}
-	return raw
+	q := u.Query()
+	changed := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	if u.User == nil && !changed {
+		return raw
+	}
+	return u.Redacted()
 }

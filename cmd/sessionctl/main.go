@@ -1,19 +1,30 @@
 // Command sessionctl works with session storages from the command line.
 //
-//	sessionctl conformance URL   run the driver conformance suite against a live storage
+//	sessionctl demo                     three app servers behind a proxy, sharing a bbolt file
+//	sessionctl ls STORAGE               list the sessions of a storage
+//	sessionctl show STORAGE ID-or-KEY   decode one stored session
+//	sessionctl rm STORAGE ID-or-KEY...  delete stored sessions
+//	sessionctl purge -expired STORAGE   delete sessions past their deadline
+//	sessionctl stats STORAGE            counts, sizes, ages and codecs
+//	sessionctl conformance URL          run the driver conformance suite against a live storage
 //
-// Every subcommand takes -h for its flags. Storage URLs are those of the
-// drivers (memory, redis://, rediss://, memcached://, bolt://, postgres://,
-// mysql://, sqlite://); sessionctl links all of them.
+// Every subcommand takes -h for its flags. STORAGE is a storage URL of one
+// of the drivers (redis://, rediss://, memcached://, bolt://, postgres://,
+// mysql://, sqlite://; sessionctl links all of them) or, with -config
+// FILE.toml, the name of one of the file's [storages.NAME] tables.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 
 	_ "github.com/sessionstorage/sessions/drivers/bolt"
 	_ "github.com/sessionstorage/sessions/drivers/memcached"
@@ -22,21 +33,42 @@ import (
 )
 
 // command is one subcommand: run gets the arguments after its name and
-// returns the process exit code.
+// returns the process exit code. ctx ends on Ctrl-C (SIGINT) or SIGTERM.
 type command struct {
 	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 var commands = map[string]command{
 	"conformance": {"run the driver conformance suite against a live storage URL", runConformance},
+	"demo":        {"start three app servers behind a proxy on http://127.0.0.1:8080 and click around", runDemoCommand},
+	"ls":          {"list the sessions of a storage", runLs},
+	"show":        {"decode one stored session: metadata, keys, sizes (and values with -values)", runShow},
+	"rm":          {"delete stored sessions by ID or storage key", runRm},
+	"purge":       {"delete expired (or unreadable) sessions of a storage", runPurge},
+	"stats":       {"count a storage's sessions: expired, corrupt, sizes, ages, codecs", runStats},
 }
 
+// main runs the command line with a context that Ctrl-C and SIGTERM cancel.
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills the process at once
+	}()
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
+// run runs the sessionctl command line args (without the program name) and
+// returns the exit code: 0 success, 1 failure, 2 usage error.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext is run with a context that interrupts long commands.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -50,9 +82,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	return cmd.run(args[1:], stdout, stderr)
+	return cmd.run(ctx, args[1:], stdout, stderr)
 }
 
+// usage lists the subcommands.
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: sessionctl COMMAND [flags] [args]\n\ncommands:")
 	names := make([]string, 0, len(commands))
@@ -80,4 +113,16 @@ func newFlags(name, args, about string, stderr io.Writer) *flag.FlagSet {
 		}
 	}
 	return fs
+}
+
+// parseFlags parses args into fs. When it returns ok false the command
+// should return code: 0 after -h/--help, 2 after a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string) (ok bool, code int) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, 0
+		}
+		return false, 2
+	}
+	return true, 0
 }
