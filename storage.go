@@ -363,8 +363,11 @@ func OpenStore(ctx context.Context, storageURL string) (store.StoreInterface, er
 	return st.store, nil
 }
 
-// redactURL hides passwords in a storage URL (user info, or a password
-// option as Sentinel URLs carry) before it is logged or put in an error.
+// RedactURL hides the passwords in a storage URL (in the user info, and in
+// any option whose name contains "password", as Sentinel URLs carry), for
+// logs and messages.
+func RedactURL(spec string) string { return redactURL(spec) }
+
 func redactURL(spec string) string {
 	u, err := url.Parse(spec)
 	if err != nil {

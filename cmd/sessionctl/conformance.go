@@ -61,7 +61,7 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 	if h.TTLResolution == 0 {
 		h.TTLResolution = 200 * time.Millisecond
 	}
-	fmt.Fprintf(stdout, "conformance of %s (%s store)\n\n", redacted(raw), st.GetType())
+	fmt.Fprintf(stdout, "conformance of %s (%s store)\n\n", sessions.RedactURL(raw), st.GetType())
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
 	failed := 0
@@ -83,28 +83,4 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 	}
 	fmt.Fprintf(stdout, "\nall %d checks passed or do not apply\n", len(conformance.Checks()))
 	return 0
-}
-
-// redacted hides passwords in a storage URL for display: the user info's
-// and any query option whose name contains "password" (Sentinel URLs).
-func redacted(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") {
-			q.Set(k, "xxxxx")
-			changed = true
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	if u.User == nil && !changed {
-		return raw
-	}
-	return u.Redacted()
 }

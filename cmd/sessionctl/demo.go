@@ -107,7 +107,7 @@ demo again and the cart is still there.`, stderr)
 		if !cfg.Cluster {
 			mode, how = "sticky", "the proxy keeps each browser on one server and fails over when it stops"
 		}
-		fmt.Fprintf(stdout, "sessionctl demo: %d app servers, %s mode, storage %s\n\n", cfg.Servers, mode, redacted(cfg.Storage))
+		fmt.Fprintf(stdout, "sessionctl demo: %d app servers, %s mode, storage %s\n\n", cfg.Servers, mode, sessions.RedactURL(cfg.Storage))
 		fmt.Fprintf(stdout, "  Open %s\n\n", u)
 		fmt.Fprintf(stdout, "Click around: %s. Stop a server with its button and keep clicking.\nCtrl-C stops the demo.\n\n", how)
 	})
@@ -115,7 +115,7 @@ demo again and the cart is still there.`, stderr)
 		fmt.Fprintln(stderr, "sessionctl demo:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "demo stopped; every session was flushed to %s\n", redacted(cfg.Storage))
+	fmt.Fprintf(stdout, "demo stopped; every session was flushed to %s\n", sessions.RedactURL(cfg.Storage))
 	return 0
 }
 
@@ -181,7 +181,7 @@ func runDemo(ctx context.Context, cfg demoConfig, ready func(url string)) error 
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve(ln) }()
 	proxyURL := "http://" + ln.Addr().String() + "/"
-	d.logf("proxy     listening on %s, %s mode, storage %s", proxyURL, d.mode(), redacted(cfg.Storage))
+	d.logf("proxy     listening on %s, %s mode, storage %s", proxyURL, d.mode(), sessions.RedactURL(cfg.Storage))
 	if ready != nil {
 		ready(proxyURL)
 	}
