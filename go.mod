@@ -3,41 +3,44 @@ module github.com/sessionstorage/sessions
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.5.0
+	github.com/allegro/bigcache/v3 v3.1.0
+	github.com/bradfitz/gomemcache v0.0.0-20250403215159-8d39553ac7cf
+	github.com/coocood/freecache v1.2.3
+	github.com/dgraph-io/ristretto v0.1.1
+	github.com/eko/gocache/lib/v4 v4.4.0
+	github.com/eko/gocache/store/bigcache/v4 v4.2.4
+	github.com/eko/gocache/store/freecache/v4 v4.2.4
+	github.com/eko/gocache/store/go_cache/v4 v4.2.5
+	github.com/eko/gocache/store/memcache/v4 v4.2.4
+	github.com/eko/gocache/store/redis/v4 v4.2.6
+	github.com/eko/gocache/store/ristretto/v4 v4.2.2
+	github.com/go-sql-driver/mysql v1.10.1
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/patrickmn/go-cache v2.1.0+incompatible
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/vmihailenco/msgpack/v5 v5.4.1
+	go.etcd.io/bbolt v1.5.0
+	go.uber.org/goleak v1.3.0
+	modernc.org/sqlite v1.60.0
+)
+
+require (
 	filippo.io/edwards25519 v1.2.0 // indirect
-	github.com/BurntSushi/toml v1.5.0 // indirect
-	github.com/allegro/bigcache/v3 v3.1.0 // indirect
-	github.com/bradfitz/gomemcache v0.0.0-20250403215159-8d39553ac7cf // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/coocood/freecache v1.2.3 // indirect
-	github.com/dgraph-io/ristretto v0.1.1 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
-	github.com/eko/gocache/lib/v4 v4.4.0 // indirect
-	github.com/eko/gocache/store/bigcache/v4 v4.2.4 // indirect
-	github.com/eko/gocache/store/freecache/v4 v4.2.4 // indirect
-	github.com/eko/gocache/store/go_cache/v4 v4.2.5 // indirect
-	github.com/eko/gocache/store/memcache/v4 v4.2.4 // indirect
-	github.com/eko/gocache/store/redis/v4 v4.2.6 // indirect
-	github.com/eko/gocache/store/rediscluster/v4 v4.2.3 // indirect
-	github.com/eko/gocache/store/ristretto/v4 v4.2.2 // indirect
-	github.com/go-sql-driver/mysql v1.10.1 // indirect
 	github.com/golang/glog v0.0.0-20160126235308-23def4e6c14b // indirect
 	github.com/golang/mock v1.6.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
-	github.com/jackc/pgx/v5 v5.12.0 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/ncruces/go-strftime v1.0.0 // indirect
-	github.com/patrickmn/go-cache v2.1.0+incompatible // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
-	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/exp v0.0.0-20251209150349-8475f28825e9 // indirect
 	golang.org/x/sync v0.23.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
@@ -45,5 +48,4 @@ require (
 	modernc.org/libc v1.77.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
-	modernc.org/sqlite v1.60.0 // indirect
 )
