@@ -9,3 +9,10 @@ test: vet
 
 vet:
 	$(GO) vet ./...
+
+# make bench: side-by-side benchmarks (bench/, a module of its own) against
+# real servers in one `go test -bench` run, then the ratios from that run
+# (medians when BENCHFLAGS='-count 3', say).
+bench:
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 1s -timeout 20m $(BENCHFLAGS) . 2>&1 | tee bench.out
+	cd bench && $(GO) run ./cmd/ratios bench.out
