@@ -355,6 +355,19 @@ func (m *Manager) loadCluster(ctx context.Context, id string) (*Session, error) 
 	return s, nil
 }
 
+// commitDue reports whether s has changes to write, or a stored access
+// time due for a refresh.
+func (m *Manager) commitDue(s *Session, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m.commitDueLocked(s, now)
+}
+
+func (m *Manager) commitDueLocked(s *Session, now time.Time) bool {
+	return s.id != "" && (len(s.dirty) > 0 || !s.stored ||
+		now.UnixMilli()-s.storedAccess.Load() >= m.touchEvery.Milliseconds())
+}
+
 // maxCommitAttempts bounds compare-and-swap retries under contention.
 const maxCommitAttempts = 8
 
@@ -364,6 +377,9 @@ var errConflict = errors.New("sessions: too many concurrent writes to one sessio
 // commit writes s to storage if it changed, or if its stored access time
 // is due for a refresh (cluster mode, before the response).
 func (m *Manager) commit(ctx context.Context, s *Session) error {
+	if !m.commitDue(s, time.Now()) {
+		return nil // the common read-only request: no context, no lock
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
@@ -371,7 +387,7 @@ func (m *Manager) commit(ctx context.Context, s *Session) error {
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		now := time.Now()
 		s.mu.Lock()
-		if s.id == "" || (len(s.dirty) == 0 && s.stored && now.UnixMilli()-s.storedAccess.Load() < m.touchEvery.Milliseconds()) {
+		if !m.commitDueLocked(s, now) {
 			s.mu.Unlock()
 			return nil
 		}

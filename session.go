@@ -68,10 +68,15 @@ type Session struct {
 }
 
 type entry struct {
-	raw    []byte // the codec's encoding
-	val    any    // decoded value, valid when hasVal
-	hasVal bool
+	raw []byte // the codec's encoding
+	val any    // the decoded value, or notDecoded
 }
+
+// notDecoded marks an entry whose value has not been decoded yet (nil is a
+// value like any other).
+type notDecodedType struct{}
+
+var notDecoded any = notDecodedType{}
 
 // ID returns the session ID, the value of the session cookie; "" for a
 // session that has not been written yet.
@@ -119,7 +124,7 @@ func (s *Session) Get(key string) (value any, ok bool) {
 	if !ok {
 		return nil, false
 	}
-	if e.hasVal {
+	if e.val != notDecoded {
 		return e.val, true
 	}
 	var v any
@@ -127,7 +132,7 @@ func (s *Session) Get(key string) (value any, ok bool) {
 		s.m.log.Warn("sessions: cannot decode value untyped; use sessions.Get[T]", "key", key, "err", err)
 		return nil, false
 	}
-	e.val, e.hasVal = v, true
+	e.val = v
 	s.values[key] = e
 	return v, true
 }
@@ -147,7 +152,7 @@ func Get[T any](s *Session, key string) (value T, ok bool, err error) {
 	if !ok {
 		return zero, false, nil
 	}
-	if e.hasVal {
+	if e.val != notDecoded {
 		if v, isT := e.val.(T); isT {
 			return v, true, nil
 		}
@@ -156,7 +161,7 @@ func Get[T any](s *Session, key string) (value T, ok bool, err error) {
 	if err := s.m.codec.Unmarshal(e.raw, &v); err != nil {
 		return zero, true, fmt.Errorf("sessions: value %q does not decode as %T: %w", key, zero, err)
 	}
-	e.val, e.hasVal = v, true
+	e.val = v
 	s.values[key] = e
 	return v, true, nil
 }
@@ -194,7 +199,7 @@ func (s *Session) Set(key string, value any) error {
 		return fmt.Errorf("%w: Set(%q) would make it %d bytes, over the limit of %d", ErrSessionTooLarge, key, size, s.m.cfg.MaxSessionSize)
 	}
 	started := s.startLocked()
-	s.values[key] = entry{raw: raw, val: value, hasVal: true}
+	s.values[key] = entry{raw: raw, val: value}
 	s.size = size
 	s.markDirtyLocked(key)
 	s.mu.Unlock()
@@ -328,6 +333,9 @@ func (s *Session) storedLocked(data []byte, now time.Time, seq uint64, keepBase 
 			delete(s.dirty, k)
 		}
 	}
+	if len(s.dirty) == 0 {
+		s.dirty = nil // most sessions are clean most of the time
+	}
 }
 
 // adoptLocked makes s reflect a stored envelope (read at request start, or
@@ -337,7 +345,7 @@ func (s *Session) adoptLocked(env *serializer.Envelope, data []byte) {
 	values := make(map[string]entry, len(env.Values)+len(s.dirty))
 	size := 0
 	for _, f := range env.Values {
-		values[f.Key] = entry{raw: f.Value}
+		values[f.Key] = entry{raw: f.Value, val: notDecoded}
 		size += len(f.Key) + fieldOverhead + len(f.Value)
 	}
 	for k := range s.dirty {

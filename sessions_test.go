@@ -805,3 +805,18 @@ func TestNoCookieWarningWhenCookieWasSent(t *testing.T) {
 		t.Fatalf("no warning for a session created after the header:\n%s", n.logs)
 	}
 }
+
+func TestTypedGetAsAnyAfterReload(t *testing.T) {
+	b := newBackend(t)
+	n1 := newNode(t, b, sessions.Config{})
+	c := newClient(t)
+	c.must(n1.h, "/set?k=a&v=hello", 200)
+	n1.close(t)
+	n2 := newNode(t, b, sessions.Config{})
+	inRequest(t, n2, c, func(s *sessions.Session) {
+		v, ok, err := sessions.Get[any](s, "a")
+		if err != nil || !ok || v != "hello" {
+			t.Fatalf("Get[any] after reload = %#v, %v, %v; want \"hello\"", v, ok, err)
+		}
+	})
+}

@@ -10,6 +10,8 @@ package serializer
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
@@ -46,8 +48,9 @@ const (
 
 // Msgpack is the default codec: github.com/vmihailenco/msgpack/v5. It is the
 // fastest of the three on a realistic session (see codec_bench_test.go) and
-// the most compact. Decoding into *any gives int64/uint64 for integers,
-// float64, string, []byte, []any, map[string]any and time.Time.
+// the most compact. Decoding into *any gives int64 for Go's signed integers
+// (uint64 for unsigned ones), float64, string, []byte, []any,
+// map[string]any and time.Time.
 var Msgpack Codec = msgpackCodec{}
 
 // JSON encodes with encoding/json. Readable in storage tools, but larger and
@@ -99,16 +102,79 @@ var msgpackDecoders = sync.Pool{New: func() any {
 }}
 
 func (msgpackCodec) Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
+	if b, ok := appendMsgpackScalar(nil, v); ok {
+		return b, nil
+	}
+	buf := msgpackBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
 	enc := msgpackEncoders.Get().(*msgpack.Encoder)
-	enc.ResetWriter(&buf)
+	enc.ResetWriter(buf)
 	err := enc.Encode(v)
 	enc.ResetWriter(nil)
 	msgpackEncoders.Put(enc)
-	if err != nil {
-		return nil, err
+	var out []byte
+	if err == nil {
+		out = append([]byte(nil), buf.Bytes()...) // exact size: values live long
 	}
-	return buf.Bytes(), nil
+	if buf.Cap() <= 64<<10 {
+		msgpackBuffers.Put(buf)
+	}
+	return out, err
+}
+
+var msgpackBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// appendMsgpackScalar encodes the commonest session values (strings,
+// integers, bools, floats, []byte) without the reflective encoder, in the
+// same compact forms it would choose.
+func appendMsgpackScalar(b []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case string:
+		n := len(x)
+		switch {
+		case n < 32:
+			b = append(make([]byte, 0, 1+n), 0xa0|byte(n))
+		case n <= math.MaxUint8:
+			b = append(make([]byte, 0, 2+n), 0xd9, byte(n))
+		case n <= math.MaxUint16:
+			b = binary.BigEndian.AppendUint16(append(make([]byte, 0, 3+n), 0xda), uint16(n))
+		default:
+			b = binary.BigEndian.AppendUint32(append(make([]byte, 0, 5+n), 0xdb), uint32(n))
+		}
+		return append(b, x...), true
+	case int:
+		return appendMsgpackInt(b, int64(x)), true
+	case int64:
+		return appendMsgpackInt(b, x), true
+	case int32:
+		return appendMsgpackInt(b, int64(x)), true
+	case bool:
+		if x {
+			return append(b, 0xc3), true
+		}
+		return append(b, 0xc2), true
+	case float64:
+		return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(x)), true
+	case nil:
+		return append(b, 0xc0), true
+	}
+	return nil, false
+}
+
+func appendMsgpackInt(b []byte, n int64) []byte {
+	switch {
+	case n >= 0 && n <= 127:
+		return append(b, byte(n))
+	case n < 0 && n >= -32:
+		return append(b, byte(n))
+	case n >= math.MinInt8 && n <= math.MaxInt8:
+		return append(b, 0xd0, byte(n))
+	case n >= math.MinInt16 && n <= math.MaxInt16:
+		return binary.BigEndian.AppendUint16(append(b, 0xd1), uint16(n))
+	case n >= math.MinInt32 && n <= math.MaxInt32:
+		return binary.BigEndian.AppendUint32(append(b, 0xd2), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(n))
 }
 
 func (msgpackCodec) Unmarshal(data []byte, v any) error {

@@ -1,6 +1,8 @@
 package serializer
 
 import (
+	"bytes"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -127,5 +129,45 @@ func BenchmarkCodec(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// The scalar fast path must decode exactly as the reflective encoder's
+// output does, for every size class.
+func TestMsgpackScalarFastPath(t *testing.T) {
+	long := func(n int) string { return string(bytes.Repeat([]byte{'x'}, n)) }
+	values := []any{"", "a", long(31), long(32), long(255), long(256), long(65535), long(65536),
+		0, 1, 127, 128, -1, -32, -33, -128, -129, 255, 256, 32767, 32768, -32768, -32769,
+		1 << 31, -1 << 31, int64(1) << 40, int64(-1) << 40, int64(math.MaxInt64), int64(math.MinInt64),
+		int32(-7), true, false, 3.25, -0.5, nil}
+	for _, v := range values {
+		fast, ok := appendMsgpackScalar(nil, v)
+		if !ok {
+			t.Fatalf("%T has no fast path", v)
+		}
+		ptr := reflect.New(reflect.TypeOf(&v).Elem())
+		if v != nil {
+			ptr = reflect.New(reflect.TypeOf(v))
+		}
+		if err := Msgpack.Unmarshal(fast, ptr.Interface()); err != nil {
+			t.Fatalf("%#v: fast encoding does not decode: %v", v, err)
+		}
+		if got := ptr.Elem().Interface(); v != nil && got != v {
+			t.Errorf("%#v round-trips as %#v", v, got)
+		}
+		var untyped any
+		if err := Msgpack.Unmarshal(fast, &untyped); err != nil {
+			t.Fatalf("%#v: untyped decode: %v", v, err)
+		}
+		want := v
+		switch x := v.(type) {
+		case int:
+			want = int64(x)
+		case int32:
+			want = int64(x)
+		}
+		if !reflect.DeepEqual(untyped, want) {
+			t.Errorf("%#v decodes untyped as %#v, want %#v", v, untyped, want)
+		}
 	}
 }
