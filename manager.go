@@ -130,6 +130,7 @@ const (
 	EndInvalidated
 )
 
+// String returns "timeout" or "invalidated".
 func (r EndReason) String() string {
 	switch r {
 	case EndTimeout:

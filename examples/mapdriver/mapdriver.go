@@ -12,67 +12,74 @@ import (
 	"github.com/sessionstorage/sessions"
 )
 
+func init() {
+	sessions.RegisterDriver("map", func(context.Context, *url.URL) (store.StoreInterface, error) { return New(), nil })
+}
+
 type entry struct {
 	value   []byte
 	expires time.Time // zero: never
 }
 
-// Store keeps entries in a map.
+// Store keeps entries in a map; it is safe for concurrent use.
 type Store struct {
 	mu sync.Mutex
 	m  map[string]entry
 }
 
+// New returns an empty Store.
 func New() *Store { return &Store{m: map[string]entry{}} }
 
-func init() {
-	sessions.RegisterDriver("map", func(context.Context, *url.URL) (store.StoreInterface, error) { return New(), nil })
-}
-
+// Get returns a copy of the live value under key, or store.NotFound.
 func (s *Store) Get(ctx context.Context, key any) (any, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.m[key.(string)]
-	if !ok || (!e.expires.IsZero() && time.Now().After(e.expires)) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	} else if !ok || (!e.expires.IsZero() && time.Now().After(e.expires)) {
 		return nil, store.NotFoundWithCause(nil)
 	}
 	return append([]byte(nil), e.value...), nil
 }
 
+// Set stores a copy of value with the expiration of store.WithExpiration.
 func (s *Store) Set(ctx context.Context, key, value any, opts ...store.Option) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	e := entry{value: append([]byte(nil), value.([]byte)...)}
 	if ttl := store.ApplyOptions(opts...).Expiration; ttl > 0 {
 		e.expires = time.Now().Add(ttl)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[key.(string)] = e
-	return nil
+	return s.update(ctx, func() { s.m[key.(string)] = e })
 }
 
+// Delete removes key; a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key any) error {
+	return s.update(ctx, func() { delete(s.m, key.(string)) })
+}
+
+func (s *Store) update(ctx context.Context, change func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, key.(string))
+	change()
 	return nil
 }
 
-// The library never calls these three.
+// GetWithTTL is Get without the TTL; the library never calls it.
 func (s *Store) GetWithTTL(ctx context.Context, key any) (any, time.Duration, error) {
 	v, err := s.Get(ctx, key)
 	return v, 0, err
 }
+
+// Invalidate is not supported; the library never calls it.
 func (s *Store) Invalidate(context.Context, ...store.InvalidateOption) error {
 	return store.ErrNotSupported
 }
+
+// Clear is not supported; the library never calls it.
 func (s *Store) Clear(context.Context) error { return store.ErrNotSupported }
-func (s *Store) GetType() string             { return "map" }
+
+// GetType returns "map".
+func (s *Store) GetType() string { return "map" }
