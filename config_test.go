@@ -94,7 +94,7 @@ func TestStorageResolutionErrors(t *testing.T) {
 		storage string
 		want    []string
 	}{
-		"unknown name":   {"mian", []string{`unknown storage "mian"`, "defined storages: bad, broken, main, memory, typo"}},
+		"unknown name":   {"mian", []string{`unknown storage "mian"`, "defined storages: bad, broken, main, memory, ", ", typo"}},
 		"unknown scheme": {"typo", []string{`no driver for scheme "redis-cluster"`, "forgotten import", "registered schemes:", "memory"}},
 		"bad option":     {"broken", []string{`storage "broken"`, `sweep="never"`}},
 		"malformed URL":  {"bad", []string{`storage "bad"`, "not a valid URL"}},
@@ -120,9 +120,12 @@ func TestStorageResolutionErrors(t *testing.T) {
 func TestNamedStoragesSelectWhereSessionsLive(t *testing.T) {
 	shared := memory.New(memory.Options{})
 	defer shared.Close()
-	sessions.RegisterStore("test-shared", shared)
-	sessions.DefineStorage("test-defined", sessions.StorageConfig{URL: "memory://", Options: map[string]string{"sweep": "1s"}})
-	for _, name := range []string{"test-shared", "test-defined", "memory", "memory://"} {
+	// Process-wide names: unique per run, so that -count=N works.
+	suffix := randomID()[:8]
+	sharedName, definedName := "test-shared-"+suffix, "test-defined-"+suffix
+	sessions.RegisterStore(sharedName, shared)
+	sessions.DefineStorage(definedName, sessions.StorageConfig{URL: "memory://", Options: map[string]string{"sweep": "1s"}})
+	for _, name := range []string{sharedName, definedName, "memory", "memory://"} {
 		logs := &logBuffer{}
 		m, err := sessions.New(sessions.Config{Storage: name, Logger: slogTo(logs)})
 		if err != nil {
@@ -131,7 +134,7 @@ func TestNamedStoragesSelectWhereSessionsLive(t *testing.T) {
 		c := newClient(t)
 		c.must(m.Handler(testApp()), "/set?k=a&v=1", 200)
 		must(t, m.Close(context.Background()))
-		if name == "test-shared" && shared.Len() != 1 {
+		if name == sharedName && shared.Len() != 1 {
 			t.Fatalf("a registered store was not used: %d entries", shared.Len())
 		}
 		if !strings.Contains(logs.String(), "storage="+name) && !strings.Contains(logs.String(), "storage=\""+name) {
@@ -143,8 +146,8 @@ func TestNamedStoragesSelectWhereSessionsLive(t *testing.T) {
 		t.Fatal("unexpected entry")
 	}
 	for _, fn := range []func(){
-		func() { sessions.RegisterStore("test-shared", shared) },
-		func() { sessions.DefineStorage("test-shared", sessions.StorageConfig{URL: "memory://"}) },
+		func() { sessions.RegisterStore(sharedName, shared) },
+		func() { sessions.DefineStorage(sharedName, sessions.StorageConfig{URL: "memory://"}) },
 		func() { sessions.DefineStorage("redis://x", sessions.StorageConfig{URL: "memory://"}) },
 		func() { sessions.RegisterDriver("memory", nil) },
 	} {
