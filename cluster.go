@@ -258,29 +258,19 @@ func (m *Manager) load(ctx context.Context, id string) (*Session, error) {
 		}
 		return nil, err
 	}
-	s := m.fromStorage(ctx, id, key, data)
-	if s == nil {
+	env := m.decode(key, data)
+	if env == nil {
+		return nil, nil
+	}
+	s := m.sessionFromEnvelope(id, key, env, data, false)
+	if env.Expires < time.Now().UnixMilli() {
+		m.endExpired(ctx, s)
 		return nil, nil
 	}
 	if old := m.ram.putIfAbsent(id, s); old != nil {
 		return old, nil
 	}
 	return s, nil
-}
-
-// fromStorage decodes a stored entry into a session, or nil if it is
-// unreadable or already past its deadline (then it ends here).
-func (m *Manager) fromStorage(ctx context.Context, id, key string, data []byte) *Session {
-	env := m.decode(key, data)
-	if env == nil {
-		return nil
-	}
-	s := m.sessionFromEnvelope(id, key, env, data, m.cfg.Cluster)
-	if env.Expires < time.Now().UnixMilli() {
-		m.endExpired(ctx, s)
-		return nil
-	}
-	return s
 }
 
 // endExpired ends a session found past its deadline in storage.

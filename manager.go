@@ -218,10 +218,15 @@ func New(cfg Config) (*Manager, error) {
 	m.wb.init()
 	m.touchEvery = cfg.Timeout / 10
 	// Stored entries outlive their logical deadline (kept in the envelope
-	// and checked on every load) by a margin, so that the memory sweep of
-	// sticky mode always ends a resident session before storage expires
-	// its copy.
+	// and checked on every load) by a margin covering the Timeout/10 touch
+	// granularity. When sessions stay resident until they time out (sticky
+	// mode, IdleEvict off or not shorter than Timeout), this server ends
+	// them itself, so storage keeps its copy twice as long: its expiry must
+	// never beat the memory sweep and report the same end a second time.
 	m.storeTTL = cfg.Timeout + cfg.Timeout/5
+	if !cfg.Cluster && (cfg.IdleEvict < 0 || cfg.IdleEvict >= cfg.Timeout) {
+		m.storeTTL = 2 * cfg.Timeout
+	}
 	if m.storage.expiry != nil {
 		m.stopNotify = m.storage.expiry.NotifyExpired(m.storageExpired)
 	}
@@ -541,11 +546,11 @@ func (m *Manager) storageExpired(key string, data []byte) {
 }
 
 func (m *Manager) storageFailed(op string, err error) {
-	m.stats.errors.Add(1)
 	if !m.storageDown.Swap(true) {
 		m.log.Error("sessions: storage failing; sticky mode keeps serving from memory and retries writes",
 			"storage", m.storage.name, "op", op, "err", err)
 	}
+	m.stats.errors.Add(1) // after the log: a counted failure has been reported
 }
 
 func (m *Manager) storageOK() {
