@@ -12,6 +12,21 @@ import (
 
 type contextKey struct{}
 
+// sessionContext is the request context carrying its session: a
+// context.WithValue without the separate allocation.
+type sessionContext struct {
+	context.Context
+	s *Session
+}
+
+// Value returns the session for the library's key, else asks the parent.
+func (c *sessionContext) Value(key any) any {
+	if key == (contextKey{}) {
+		return c.s
+	}
+	return c.Context.Value(key)
+}
+
 // FromContext returns the session of the request whose context ctx is,
 // inside a handler wrapped by Manager.Handler; nil elsewhere (the methods of
 // a nil *Session are safe to call).
@@ -52,8 +67,11 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 		} else {
 			m.touch(s)
 		}
-		rw := &responseWriter{ResponseWriter: w, m: m, r: r, s: s, incoming: incoming}
-		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), contextKey{}, s)))
+		// One allocation carries both the wrapped writer and the context.
+		rw := &responseWriter{ResponseWriter: w, m: m, s: s, incoming: incoming}
+		rw.ctx = sessionContext{Context: r.Context(), s: s}
+		rw.r = r.WithContext(&rw.ctx)
+		next.ServeHTTP(rw, rw.r)
 		rw.finish()
 	})
 }
@@ -100,7 +118,8 @@ var errResponseAborted = errors.New("sessions: response replaced by the error ha
 type responseWriter struct {
 	http.ResponseWriter
 	m        *Manager
-	r        *http.Request
+	r        *http.Request // the request as the handler sees it
+	ctx      sessionContext
 	s        *Session
 	incoming string
 	sent     string // the ID the response header carried (or kept)
