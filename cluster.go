@@ -144,6 +144,9 @@ func (m *Manager) flushBatch(ctx context.Context) (failed int) {
 	if len(ops) == 0 {
 		return 0
 	}
+	if m.storage.batch != nil {
+		return m.flushBatched(ctx, ops)
+	}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -162,6 +165,81 @@ func (m *Manager) flushBatch(ctx context.Context) (failed int) {
 		}()
 	}
 	wg.Wait()
+	return failed
+}
+
+// batchSize bounds one SetMany call.
+const batchSize = 256
+
+// flushBatched writes the queued sessions with SetMany, batchSize at a
+// time, and performs the deletes one by one. The flusher runs batches one
+// after another, so an operation queued after a batch was taken (a delete
+// after Invalidate) always lands after it.
+func (m *Manager) flushBatched(ctx context.Context, ops map[string]*Session) (failed int) {
+	type write struct {
+		s    *Session
+		data []byte
+		now  time.Time
+		seq  uint64
+	}
+	var (
+		keys   []string
+		values [][]byte
+		writes []write
+	)
+	flush := func() {
+		if len(keys) == 0 {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+		err := m.storage.setMany(cctx, keys, values, m.storeTTL)
+		cancel()
+		if err != nil {
+			m.storageFailed("write", err)
+		} else {
+			m.stats.writes.Add(uint64(len(keys)))
+			m.storageOK()
+		}
+		for i, w := range writes {
+			if err != nil {
+				failed++
+				if w.s.queued.CompareAndSwap(false, true) {
+					m.wb.requeue(keys[i], w.s)
+				}
+			} else {
+				w.s.mu.Lock()
+				w.s.storedLocked(w.data, w.now, w.seq, false)
+				w.s.mu.Unlock()
+			}
+			m.wb.done()
+		}
+		keys, values, writes = keys[:0], values[:0], writes[:0]
+	}
+	for key, s := range ops {
+		if s == nil {
+			if m.flushOne(ctx, key, nil) != nil {
+				failed++
+			}
+			m.wb.done()
+			continue
+		}
+		s.queued.Store(false)
+		s.mu.Lock()
+		if s.key != key || s.id == "" {
+			s.mu.Unlock()
+			m.wb.done() // renewed, invalidated or ended since it was queued
+			continue
+		}
+		now := time.Now()
+		keys = append(keys, key)
+		values = append(values, s.envelopeLocked(now))
+		writes = append(writes, write{s: s, data: values[len(values)-1], now: now, seq: s.seq})
+		s.mu.Unlock()
+		if len(keys) == batchSize {
+			flush()
+		}
+	}
+	flush()
 	return failed
 }
 

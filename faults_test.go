@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
 )
@@ -27,9 +28,17 @@ func within(t *testing.T, d time.Duration, what string, fn func()) {
 }
 
 func TestStickyServesFromMemoryWhileStorageFailsAndFlushesAfter(t *testing.T) {
-	for _, mode := range []faultstore.Mode{faultstore.Fail, faultstore.Hang} {
+	for _, tc := range []struct {
+		mode  faultstore.Mode
+		plain bool // without SetMany: one write per session
+	}{{faultstore.Fail, false}, {faultstore.Hang, false}, {faultstore.Fail, true}, {faultstore.Hang, true}} {
+		mode := tc.mode
 		b := newBackend(t)
-		n := newNode(t, b, sessions.Config{WriteBehind: 10 * time.Millisecond, StorageTimeout: 30 * time.Millisecond})
+		var st store.StoreInterface = b.fault
+		if tc.plain {
+			st = b.fault.Plain()
+		}
+		n := newNode(t, b, sessions.Config{Store: st, WriteBehind: 10 * time.Millisecond, StorageTimeout: 30 * time.Millisecond})
 		c := newClient(t)
 		c.must(n.h, "/set?k=a&v=1", 200)
 		eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })

@@ -820,3 +820,23 @@ func TestTypedGetAsAnyAfterReload(t *testing.T) {
 		}
 	})
 }
+
+func TestStickyFlushWritesManySessionsPerCall(t *testing.T) {
+	b := newBackend(t)
+	n := newNode(t, b, sessions.Config{WriteBehind: 50 * time.Millisecond})
+	clients := make([]*client, 300)
+	for i := range clients {
+		clients[i] = newClient(t)
+		clients[i].must(n.h, "/set?k=a&v="+strconv.Itoa(i), 200)
+	}
+	eventually(t, 2*time.Second, "all flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.fault.Sets.Load() >= 300 })
+	// 300 sessions in one window: a couple of SetMany calls, not 300 writes.
+	if calls := b.fault.Batches.Load(); calls < 1 || calls > 6 {
+		t.Fatalf("300 queued sessions took %d SetMany calls; want a few", calls)
+	}
+	for i, c := range clients {
+		if v, _ := b.storedValue(t, c.cookie, "a"); v != strconv.Itoa(i) {
+			t.Fatalf("session %d stored a=%q", i, v)
+		}
+	}
+}

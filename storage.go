@@ -85,6 +85,17 @@ type ExpiryNotifier interface {
 	NotifyExpired(fn func(key string, value []byte)) (stop func())
 }
 
+// BatchSetter is an optional capability of a store: many writes in one
+// round trip or transaction. Sticky mode's write-behind uses it to flush
+// every queued session at once (a Redis pipeline, one bbolt transaction)
+// instead of one call per session.
+type BatchSetter interface {
+	// SetMany stores values[i] under keys[i], as Set would, each with the
+	// time to live ttl (0: none). On error any subset may have been
+	// stored: the caller writes them all again.
+	SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error
+}
+
 // KeyLister is an optional capability of a store: listing keys by prefix.
 // sessionctl uses it to list and purge sessions; without it those commands
 // say the storage cannot list.
@@ -118,6 +129,7 @@ type storage struct {
 	name   string
 	store  store.StoreInterface
 	cas    CompareAndSwapStore // nil when the store lacks it
+	batch  BatchSetter         // nil when the store lacks it
 	expiry ExpiryNotifier      // nil when the store lacks it
 	owned  bool                // opened from a URL: closed by the Manager
 	// wholeSeconds: the store truncates TTLs to whole seconds (memcache
@@ -155,6 +167,7 @@ func (s *storage) storeTTL(ttl time.Duration) time.Duration {
 func newStorage(name string, st store.StoreInterface, owned bool) *storage {
 	s := &storage{name: name, store: st, owned: owned}
 	s.cas, _ = st.(CompareAndSwapStore)
+	s.batch, _ = st.(BatchSetter)
 	s.expiry, _ = st.(ExpiryNotifier)
 	switch st.GetType() {
 	case "memcache":
@@ -434,6 +447,15 @@ func (s *storage) set(ctx context.Context, key string, value []byte, ttl time.Du
 		return s.store.Set(ctx, key, value, store.WithExpiration(ttl), store.WithSynchronousSet())
 	}
 	return s.store.Set(ctx, key, value, store.WithSynchronousSet())
+}
+
+// setMany writes a batch through the store's BatchSetter (s.batch must
+// be set).
+func (s *storage) setMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.batch.SetMany(ctx, keys, values, s.storeTTL(ttl))
 }
 
 // compareAndSwap writes value only if the entry still holds old (nil:

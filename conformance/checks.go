@@ -31,6 +31,7 @@ var checks = []Check{
 	{"session/cluster", "two cluster Managers read each other's writes on the next request", checkSessionCluster},
 	{"session/renew-invalidate", "Renew removes the entry under the old ID and Invalidate removes the session, in both modes", checkRenewInvalidate},
 	{"cap/compare-and-swap", "CompareAndSwap agrees with Get, refuses stale and absent/present mismatches, and has one winner per race", checkCAS},
+	{"cap/set-many", "SetMany stores every entry of a batch as Set would, with its TTL, overwriting, and rejects mismatched slices", checkSetMany},
 	{"cap/list-keys", "ListKeys lists exactly the live keys under a prefix and stops on the callback's error", checkListKeys},
 	{"cap/expiry-notifier", "NotifyExpired reports an expired entry once, with its key and value", checkExpiryNotifier},
 }
@@ -498,5 +499,42 @@ func checkExpiryNotifier(c *C, h *Harness) {
 	defer mu.Unlock()
 	if count != 1 || string(seen[p+"k"]) != "last words" {
 		c.Errorf("expiry notifications: %d (%q); want exactly one for %sk with its value", count, seen, p)
+	}
+}
+
+func checkSetMany(c *C, h *Harness) {
+	st := newStore(c, h)
+	batch, ok := st.(sessions.BatchSetter)
+	if !ok {
+		c.Skipf("store has no SetMany (write-behind then writes one session per call)")
+	}
+	p := ns()
+	set(c, st, p+"k0", []byte("old"), 0)
+	var keys []string
+	var values [][]byte
+	for i := 0; i < 300; i++ {
+		keys = append(keys, fmt.Sprintf("%sk%d", p, i))
+		values = append(values, []byte(fmt.Sprintf("v%d", i)))
+	}
+	values[7] = []byte{}
+	if err := batch.SetMany(bg(), keys, values, 0); err != nil {
+		c.Fatalf("SetMany of %d entries: %v", len(keys), err)
+	}
+	for i, k := range keys {
+		if got := mustGet(c, st, k); !bytes.Equal(got, values[i]) {
+			c.Fatalf("after SetMany, Get(%q) = %q, want %q", k, got, values[i])
+		}
+	}
+	exp := []string{p + "e1", p + "e2"}
+	if err := batch.SetMany(bg(), exp, [][]byte{[]byte("a"), []byte("b")}, 2*h.TTLResolution); err != nil {
+		c.Fatalf("SetMany with a TTL: %v", err)
+	}
+	if _, err := get(bg(), st, exp[0]); err != nil {
+		c.Errorf("entry of SetMany with TTL %v missing at once: %v", 2*h.TTLResolution, err)
+	}
+	time.Sleep(3*h.TTLResolution + h.TTLResolution/2)
+	expectNotFound(c, st, exp[1], "after the TTL given to SetMany")
+	if err := batch.SetMany(bg(), []string{p + "x"}, nil, 0); err == nil {
+		c.Errorf("SetMany with 1 key and 0 values succeeded; want an error")
 	}
 }

@@ -608,3 +608,38 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
+
+// SetMany stores values[i] under keys[i], each with the time to live ttl
+// (0: no expiry), in one transaction: one fsync for the whole batch. It is
+// all or nothing. The sessions library flushes its write-behind queue
+// with it.
+func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if len(keys) != len(values) {
+		return fmt.Errorf("bolt: SetMany with %d keys and %d values", len(keys), len(values))
+	}
+	exp, err := deadline(ttl)
+	if err != nil {
+		return err
+	}
+	ks := make([][]byte, len(keys))
+	for i, key := range keys {
+		if ks[i], err = keyOf(key); err != nil {
+			return err
+		}
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		data, expiry, err := s.buckets(tx)
+		if err != nil {
+			return err
+		}
+		for i, k := range ks {
+			if err := put(data, expiry, k, values[i], exp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -352,3 +352,18 @@ func (s *Store) SweepExpired() {
 		}
 	}
 }
+
+// SetMany stores copies of values[i] under keys[i], each with the time to
+// live ttl (0: none).
+func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(keys) != len(values) {
+		return fmt.Errorf("memory store: SetMany with %d keys and %d values", len(keys), len(values))
+	}
+	for i, k := range keys {
+		s.put(k, append(make([]byte, 0, len(values[i])), values[i]...), ttl)
+	}
+	return nil
+}

@@ -208,3 +208,30 @@ func escapeGlob(s string) string {
 	}
 	return b.String()
 }
+
+// SetMany stores values[i] under keys[i], each with the time to live ttl
+// (0: no expiry, rounded up to whole milliseconds), in one pipeline: one
+// round trip (on a Cluster client, one per node). Not atomic: on error
+// some entries may have been stored. The sessions library flushes its
+// write-behind queue with it.
+func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	if len(keys) != len(values) {
+		return fmt.Errorf("redis: SetMany with %d keys and %d values", len(keys), len(values))
+	}
+	if ttl < 0 {
+		return fmt.Errorf("redis: SetMany with a negative TTL %v", ttl)
+	}
+	if r := ttl % time.Millisecond; r != 0 {
+		ttl += time.Millisecond - r
+	}
+	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			p.Set(ctx, k, values[i], ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: SetMany of %d entries: %w", len(keys), err)
+	}
+	return nil
+}

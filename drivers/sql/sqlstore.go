@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sort"
 	"time"
 	"unicode/utf8"
 
@@ -581,4 +582,52 @@ func (s *Store) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// SetMany stores values[i] under keys[i], each with the time to live ttl
+// (0: no expiry), in one transaction of upserts, in key order (so that
+// concurrent batches lock rows in the same order). It is all or nothing.
+// The sessions library flushes its write-behind queue with it.
+func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if len(keys) != len(values) {
+		return fmt.Errorf("sqlstore: SetMany with %d keys and %d values", len(keys), len(values))
+	}
+	exp, err := expiresAt(ttl)
+	if err != nil {
+		return err
+	}
+	order := make([]int, len(keys))
+	for i, k := range keys {
+		if _, err := keyOf(k); err != nil {
+			return err
+		}
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return keys[order[a]] < keys[order[b]] })
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: SetMany: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, s.q.upsert)
+	if err != nil {
+		return fmt.Errorf("sqlstore: SetMany: %w", err)
+	}
+	defer stmt.Close()
+	for _, i := range order {
+		v := values[i]
+		if v == nil {
+			v = []byte{}
+		}
+		if _, err := stmt.ExecContext(ctx, keys[i], v, exp); err != nil {
+			return fmt.Errorf("sqlstore: SetMany %q: %w", keys[i], err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: SetMany: %w", err)
+	}
+	return nil
 }

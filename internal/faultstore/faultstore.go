@@ -30,9 +30,9 @@ const (
 	Hang
 )
 
-// Store wraps a store. It forwards CompareAndSwap and NotifyExpired when the
-// wrapped store has them (else CompareAndSwap returns an error); use Plain
-// for a view without those capabilities.
+// Store wraps a store. It forwards CompareAndSwap, SetMany and
+// NotifyExpired (the first two fail if the wrapped store lacks them); use
+// Plain for a view without those capabilities.
 type Store struct {
 	inner store.StoreInterface
 
@@ -40,7 +40,8 @@ type Store struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every mode change
 
-	Gets, Sets, Deletes, CASes atomic.Int64
+	// Call counters. A SetMany counts one Set per entry.
+	Gets, Sets, Deletes, CASes, Batches atomic.Int64
 }
 
 // New wraps inner.
@@ -66,6 +67,7 @@ func (s *Store) ResetCounts() {
 	s.Sets.Store(0)
 	s.Deletes.Store(0)
 	s.CASes.Store(0)
+	s.Batches.Store(0)
 }
 
 func (s *Store) gate(ctx context.Context) error {
@@ -148,6 +150,22 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		return false, errors.New("faultstore: wrapped store has no CompareAndSwap; use Plain")
 	}
 	return cas.CompareAndSwap(ctx, key, old, value, ttl)
+}
+
+// SetMany counts and forwards.
+func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	s.Batches.Add(1)
+	s.Sets.Add(int64(len(keys)))
+	if err := s.gate(ctx); err != nil {
+		return err
+	}
+	b, ok := s.inner.(interface {
+		SetMany(context.Context, []string, [][]byte, time.Duration) error
+	})
+	if !ok {
+		return errors.New("faultstore: wrapped store has no SetMany; use Plain")
+	}
+	return b.SetMany(ctx, keys, values, ttl)
 }
 
 // NotifyExpired forwards, or does nothing if the wrapped store cannot.
