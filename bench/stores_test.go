@@ -13,7 +13,7 @@ import (
 )
 
 // countingStore wraps the memory driver and counts the writes that reach it
-// (Set and CompareAndSwap of keys under prefix). It forwards the optional
+// (Set, each entry of SetMany, and CompareAndSwap of keys under prefix). It forwards the optional
 // capabilities the library discovers by type assertion, so the Manager sees
 // the same store it would see without the wrapper.
 type countingStore struct {
@@ -25,6 +25,7 @@ type countingStore struct {
 var (
 	_ store.StoreInterface         = (*countingStore)(nil)
 	_ sessions.CompareAndSwapStore = (*countingStore)(nil)
+	_ sessions.BatchSetter         = (*countingStore)(nil)
 	_ sessions.ExpiryNotifier      = (*countingStore)(nil)
 )
 
@@ -41,6 +42,13 @@ func (c *countingStore) count(key any) {
 func (c *countingStore) Set(ctx context.Context, key any, value any, options ...store.Option) error {
 	c.count(key)
 	return c.Store.Set(ctx, key, value, options...)
+}
+
+func (c *countingStore) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	for _, k := range keys {
+		c.count(k)
+	}
+	return c.Store.SetMany(ctx, keys, values, ttl)
 }
 
 func (c *countingStore) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
