@@ -67,22 +67,17 @@ in the storage's order. A storage whose driver cannot list keys
 		fs.Usage()
 		return 2
 	}
-	t := openTarget(ctx, sf, fs.Arg(0), stderr)
+	t, l := openListing(ctx, sf, fs.Arg(0), "ls", stderr)
 	if t == nil {
 		return 1
 	}
 	defer t.close()
-	l, err := t.lister("ls")
-	if err != nil {
-		fmt.Fprintln(stderr, "sessionctl", err)
-		return 1
-	}
 	now := time.Now()
 	w := max(len(t.prefix)+43, 3)
 	fmt.Fprintf(stdout, "%-*s  %7s  %-19s  %-19s  %s\n", w, "KEY", "SIZE", "CREATED", "LAST ACCESS", "EXPIRES")
 	var n, live, expired, encrypted, corrupt int
 	var total int64
-	err = t.scan(ctx, l, true, func(e entry) error {
+	err := t.scan(ctx, l, true, func(e entry) error {
 		n++
 		total += int64(e.size)
 		switch {
@@ -316,7 +311,7 @@ storage that can list keys (see 'sessionctl ls -h').
 		fmt.Fprintln(stderr, "sessionctl purge: -all deletes everything; give it alone")
 		return 2
 	}
-	t := openTarget(ctx, sf, fs.Arg(0), stderr)
+	t, l := openListing(ctx, sf, fs.Arg(0), "purge", stderr)
 	if t == nil {
 		return 1
 	}
@@ -325,11 +320,6 @@ storage that can list keys (see 'sessionctl ls -h').
 		fmt.Fprintln(stderr, "sessionctl purge: -corrupt and -all need a non-empty -prefix: with none, every key of the storage (other applications' data too) would qualify")
 		return 2
 	}
-	l, err := t.lister("purge")
-	if err != nil {
-		fmt.Fprintln(stderr, "sessionctl", err)
-		return 1
-	}
 	start := time.Now()
 	last := start
 	var checked, nExpired, nCorrupt, nEncrypted, deleted, kept int
@@ -337,7 +327,7 @@ storage that can list keys (see 'sessionctl ls -h').
 	if *dryRun {
 		verb = "would delete"
 	}
-	err = t.scan(ctx, l, !*all, func(e entry) error {
+	err := t.scan(ctx, l, !*all, func(e entry) error {
 		checked++
 		victim := *all
 		switch {
@@ -407,16 +397,11 @@ storage that can list keys (see 'sessionctl ls -h').
 		fs.Usage()
 		return 2
 	}
-	t := openTarget(ctx, sf, fs.Arg(0), stderr)
+	t, l := openListing(ctx, sf, fs.Arg(0), "stats", stderr)
 	if t == nil {
 		return 1
 	}
 	defer t.close()
-	l, err := t.lister("stats")
-	if err != nil {
-		fmt.Fprintln(stderr, "sessionctl", err)
-		return 1
-	}
 	now := time.Now()
 	var (
 		n, live, expired, encrypted, corrupt int
@@ -427,7 +412,7 @@ storage that can list keys (see 'sessionctl ls -h').
 		codecs                               = map[string]int{}
 		reasons                              = map[string]int{}
 	)
-	err = t.scan(ctx, l, true, func(e entry) error {
+	err := t.scan(ctx, l, true, func(e entry) error {
 		n++
 		total += int64(e.size)
 		if int64(e.size) > largest {

@@ -136,6 +136,23 @@ func storageNames(m map[string]sessions.StorageConfig) string {
 // close closes the storage.
 func (t *target) close() { _ = t.st.Close() }
 
+// openListing opens STORAGE for a command that lists its keys. On failure
+// (including a storage that cannot list) it prints why and returns nil;
+// otherwise the caller closes the target.
+func openListing(ctx context.Context, sf *storageFlags, spec, cmd string, stderr io.Writer) (*target, sessions.KeyLister) {
+	t := openTarget(ctx, sf, spec, stderr)
+	if t == nil {
+		return nil, nil
+	}
+	l, err := t.lister(cmd)
+	if err != nil {
+		t.close()
+		fmt.Fprintln(stderr, "sessionctl", err)
+		return nil, nil
+	}
+	return t, l
+}
+
 // lister returns the store's listing capability, or an error saying that
 // this storage cannot list keys and what to do instead.
 func (t *target) lister(cmd string) (sessions.KeyLister, error) {
