@@ -11,10 +11,10 @@ package serializer
 import (
 	"bytes"
 	"encoding/binary"
-	"math"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
