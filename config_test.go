@@ -161,3 +161,29 @@ func TestNamedStoragesSelectWhereSessionsLive(t *testing.T) {
 		}()
 	}
 }
+
+func TestStorageKeyPrefixOption(t *testing.T) {
+	local := map[string]sessions.StorageConfig{"app": {URL: "memory://", Options: map[string]string{"key_prefix": "app1:"}}}
+	logs := &logBuffer{}
+	m, err := sessions.New(sessions.Config{Storage: "app", Storages: local, Logger: slogTo(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if !strings.Contains(logs.String(), "key_prefix=app1:") {
+		t.Fatalf("the storage's key_prefix did not become the Manager's:\n%s", logs)
+	}
+	// An explicit Config.KeyPrefix wins.
+	logs2 := &logBuffer{}
+	m2, err := sessions.New(sessions.Config{Storage: "memory://?key_prefix=x:", KeyPrefix: "mine:", Logger: slogTo(logs2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
+	if !strings.Contains(logs2.String(), "key_prefix=mine:") {
+		t.Fatalf("Config.KeyPrefix did not win:\n%s", logs2)
+	}
+	if _, err := sessions.New(sessions.Config{Storage: "memory://?key_prefix="}); err == nil || !strings.Contains(err.Error(), "key_prefix must not be empty") {
+		t.Fatalf("empty key_prefix: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +39,8 @@ type Config struct {
 	// needs the same KeyPrefix to see the same sessions.
 	Store store.StoreInterface
 	// KeyPrefix starts every storage key, so sessions never collide with
-	// other data in a shared cache. Default "sess:".
+	// other data in a shared cache. Default: the storage URL's key_prefix
+	// option, else "sess:".
 	KeyPrefix string
 
 	// Cluster selects cluster mode: storage is authoritative, read on
@@ -214,6 +216,9 @@ func New(cfg Config) (*Manager, error) {
 		}
 		m.storage = st
 	}
+	if m.cfg.KeyPrefix == "" {
+		m.cfg.KeyPrefix = cmp.Or(m.storage.keyPrefix, "sess:")
+	}
 	m.ram.init()
 	m.wb.init()
 	m.touchEvery = cfg.Timeout / 10
@@ -242,16 +247,13 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.log.Info("sessions: started", "storage", m.storage.name, "mode", mode,
 		"timeout", cfg.Timeout, "idle_evict", cfg.IdleEvict, "write_behind", cfg.WriteBehind,
-		"codec", m.codec.Name(), "key_prefix", cfg.KeyPrefix, "encrypted", m.sealer != nil)
+		"codec", m.codec.Name(), "key_prefix", m.cfg.KeyPrefix, "encrypted", m.sealer != nil)
 	return m, nil
 }
 
 func (c *Config) setDefaults() error {
 	if c.Storage == "" {
 		c.Storage = "memory"
-	}
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = "sess:"
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

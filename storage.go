@@ -132,6 +132,9 @@ type storage struct {
 	batch  BatchSetter         // nil when the store lacks it
 	expiry ExpiryNotifier      // nil when the store lacks it
 	owned  bool                // opened from a URL: closed by the Manager
+	// keyPrefix is the URL's key_prefix option ("" if none): the default
+	// of Config.KeyPrefix.
+	keyPrefix string
 	// wholeSeconds: the store truncates TTLs to whole seconds (memcache
 	// and freecache would turn 500 ms into 0, "never expire"), so they are
 	// rounded up.
@@ -197,17 +200,34 @@ func openStorage(ctx context.Context, spec string) (*storage, error) {
 		return nil, fmt.Errorf("sessions: no driver for scheme %q (forgotten import of its driver package?); registered schemes: %s",
 			u.Scheme, strings.Join(Drivers(), ", "))
 	}
+	// key_prefix is the library's option, for every driver: the default
+	// Config.KeyPrefix of Managers on this storage.
+	q := u.Query()
+	prefix, hasPrefix := q.Get("key_prefix"), q.Has("key_prefix")
+	if hasPrefix {
+		if prefix == "" {
+			return nil, fmt.Errorf("sessions: storage %s: key_prefix must not be empty", redactURL(spec))
+		}
+		q.Del("key_prefix")
+		u.RawQuery = q.Encode()
+	}
 	st, err := open(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: opening storage %s: %w", redactURL(spec), err)
 	}
-	return newStorage(redactURL(spec), st, true), nil
+	opened := newStorage(redactURL(spec), st, true)
+	opened.keyPrefix = prefix
+	return opened, nil
 }
 
 // StorageConfig defines a named storage: a driver URL plus options, which
 // are added to the URL's query (so {URL: "redis://h:6379/0", Options:
 // {"pool_size": "20"}} means redis://h:6379/0?pool_size=20). Each driver
-// documents its options and rejects unknown ones.
+// documents its options and rejects unknown ones. One option belongs to
+// the library and works with every driver: key_prefix, the default
+// Config.KeyPrefix of Managers using the storage, so that applications
+// sharing one server each get their own namespace from the storage's
+// definition alone.
 type StorageConfig struct {
 	URL     string
 	Options map[string]string
@@ -347,6 +367,9 @@ func OpenStorage(ctx context.Context, nameOrURL string, defined map[string]Stora
 	}
 	return &Storage{st}, nil
 }
+
+// KeyPrefix returns the storage's key_prefix option, "" if it has none.
+func (s *Storage) KeyPrefix() string { return s.s.keyPrefix }
 
 // Name describes the storage for people: its name and URL, passwords hidden.
 func (s *Storage) Name() string { return s.s.name }

@@ -418,3 +418,14 @@ url = %q
 		t.Errorf("ls without keys should mark the entry encrypted:\n%s", out)
 	}
 }
+
+// TestOpsStorageKeyPrefix: a storage URL's key_prefix option is the
+// default prefix, for the Manager and for sessionctl alike.
+func TestOpsStorageKeyPrefix(t *testing.T) {
+	url := boltURL(filepath.Join(t.TempDir(), "app.db")) + "?key_prefix=shop:"
+	ids := writeSessions(t, sessions.Config{Storage: url}, 2)
+	out, _ := mustRun(t, 0, "ls", url)
+	if !strings.Contains(out, sessions.StorageKey("shop:", ids[0])) || !strings.Contains(out, `2 entries under prefix "shop:"`) {
+		t.Errorf("ls with the storage's key_prefix:\n%s", out)
+	}
+}

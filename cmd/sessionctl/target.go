@@ -42,7 +42,7 @@ type storageFlags struct {
 func addStorageFlags(fs *flag.FlagSet) *storageFlags {
 	sf := &storageFlags{}
 	fs.StringVar(&sf.config, "config", "", "TOML config `file` (as sessions.LoadConfig reads) whose [storages.NAME] tables STORAGE may name")
-	fs.Func("prefix", "key `prefix` of the sessions (default: the config file's key_prefix, else \"sess:\")", func(v string) error {
+	fs.Func("prefix", "key `prefix` of the sessions (default: the config file's key_prefix, else the storage URL's key_prefix option, else \"sess:\")", func(v string) error {
 		sf.prefix, sf.prefixSet = v, true
 		return nil
 	})
@@ -117,6 +117,9 @@ func (sf *storageFlags) open(ctx context.Context, spec string) (*target, error) 
 		return nil, err
 	}
 	t.st, t.name = st, st.Name()
+	if !sf.prefixSet && prefix == defaultPrefix && st.KeyPrefix() != "" {
+		t.prefix = st.KeyPrefix() // the storage URL's key_prefix option
+	}
 	return t, nil
 }
 
