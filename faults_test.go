@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -107,9 +108,13 @@ func TestClusterStorageDownAnswersThroughErrorHandler(t *testing.T) {
 		b.fault.SetMode(mode)
 		// Read at request start fails.
 		within(t, 5*time.Second, "request with storage down", func() {
-			code, body := c.do(n.h, "/get?k=a")
-			if code != http.StatusServiceUnavailable || !strings.Contains(body, "Session storage unavailable") {
-				t.Fatalf("mode %d: %d %q, want 503 with the default message", mode, code, body)
+			r := httptest.NewRequest("GET", "/get?k=a", nil)
+			r.AddCookie(&http.Cookie{Name: "session", Value: c.cookie})
+			w := httptest.NewRecorder()
+			n.h.ServeHTTP(w, r)
+			if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "Session storage unavailable") ||
+				w.Header().Get("Retry-After") != "1" {
+				t.Fatalf("mode %d: %d %q %v, want 503 with Retry-After and the default message", mode, w.Code, w.Body, w.Header())
 			}
 		})
 		// A brand-new session fails at commit, before the response.

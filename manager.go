@@ -97,7 +97,8 @@ type Config struct {
 	Logger *slog.Logger
 	// ErrorHandler answers a request whose session cannot be read or saved
 	// because storage failed (cluster mode, and sticky mode on a memory
-	// miss). Default: 503 with a short plain-text message.
+	// miss). Default: 503 with Retry-After: 1 and a short plain-text
+	// message.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 }
 
@@ -310,7 +311,10 @@ func isASCIIPrintable(s string) bool {
 	return true
 }
 
+// defaultErrorHandler answers 503 with Retry-After, so clients and
+// balancers retry instead of treating the server as broken.
 func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
+	w.Header().Set("Retry-After", "1")
 	http.Error(w, "Session storage unavailable, please retry shortly.", http.StatusServiceUnavailable)
 }
 
