@@ -20,7 +20,7 @@ var (
 	// ErrSessionTooLarge: the Set would make the encoded session larger
 	// than Config.MaxSessionSize. The session is unchanged.
 	ErrSessionTooLarge = errors.New("sessions: session too large")
-	// ErrKeyTooLong: a key longer than Config.MaxKeyLength, or empty.
+	// ErrInvalidKey: a key longer than Config.MaxKeyLength, or empty.
 	ErrInvalidKey = errors.New("sessions: invalid key")
 	// ErrNoSession: a method was called on a nil *Session, which is what
 	// FromContext returns outside Manager.Handler.
