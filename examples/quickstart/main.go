@@ -1,3 +1,4 @@
+// Command quickstart counts a visitor's visits in a session.
 package main
 
 import (
