@@ -151,7 +151,7 @@ func (w *responseWriter) prepare() bool {
 func (w *responseWriter) setCookie() {
 	id := w.s.ID()
 	w.sent = id
-	if id == w.incoming {
+	if id == w.incoming && !w.refreshPersistentCookie(id) {
 		return
 	}
 	c := w.m.cfg.Cookie
@@ -163,12 +163,25 @@ func (w *responseWriter) setCookie() {
 	case id == "":
 		cookie.MaxAge = -1 // invalidated: delete it
 	case c.Persist:
-		cookie.MaxAge = int(w.m.cfg.Timeout / time.Second)
+		cookie.MaxAge = int((w.m.cfg.Timeout + time.Second - 1) / time.Second)
+		w.s.cookieSent.Store(time.Now().UnixMilli())
 	}
 	h := w.Header()
 	h.Add("Set-Cookie", cookie.String())
 	h.Add("Vary", "Cookie")
 	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+}
+
+// refreshPersistentCookie reports whether a persistent cookie (Max-Age)
+// should be sent again although the ID did not change: at most every
+// Timeout/10, so that an active user's cookie does not expire under them.
+func (w *responseWriter) refreshPersistentCookie(id string) bool {
+	if !w.m.cfg.Cookie.Persist || id == "" {
+		return false
+	}
+	now := time.Now().UnixMilli()
+	last := w.s.cookieSent.Load()
+	return now-last >= w.m.touchEvery.Milliseconds() && w.s.cookieSent.CompareAndSwap(last, now)
 }
 
 // finish runs after the handler returned.

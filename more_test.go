@@ -154,3 +154,26 @@ func TestHijackCommitsFirst(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
+
+func TestPersistentCookieIsRefreshedWhileActive(t *testing.T) {
+	n := newNode(t, newBackend(t), sessions.Config{Timeout: 300 * time.Millisecond, Cookie: sessions.CookieConfig{Persist: true}})
+	c := newClient(t)
+	send := func() []*http.Cookie {
+		r := httptest.NewRequest("GET", "/get?k=a", nil)
+		if c.cookie != "" {
+			r.AddCookie(&http.Cookie{Name: "session", Value: c.cookie})
+		}
+		w := httptest.NewRecorder()
+		n.h.ServeHTTP(w, r)
+		return w.Result().Cookies()
+	}
+	c.must(n.h, "/set?k=a&v=1", 200)
+	if got := send(); len(got) != 0 {
+		t.Fatalf("a persistent cookie was re-sent at once: %v", got)
+	}
+	time.Sleep(40 * time.Millisecond) // past Timeout/10
+	got := send()
+	if len(got) != 1 || got[0].Value != c.cookie || got[0].MaxAge != 1 {
+		t.Fatalf("an active session's persistent cookie was not refreshed: %v", got)
+	}
+}

@@ -63,6 +63,7 @@ type Session struct {
 	storedAccess atomic.Int64
 
 	lastAccess atomic.Int64 // Unix ns
+	cookieSent atomic.Int64 // Unix ms of the last persistent cookie sent
 	queued     atomic.Bool  // in the write-behind queue
 	ended      atomic.Bool  // timed out: OnSessionEnd has fired
 }
