@@ -119,7 +119,8 @@ type CookieConfig struct {
 	// AllowScript drops the HttpOnly attribute.
 	AllowScript bool
 	// Persist gives the cookie a Max-Age of Timeout, so that it outlives
-	// the browser session.
+	// the browser session; it is re-sent at most every Timeout/10 while
+	// the session is in use.
 	Persist bool
 }
 
