@@ -257,6 +257,10 @@ var goroutineSeq atomic.Uint64
 func runRequests(b *testing.B, h http.Handler, cookies []string) {
 	b.SetParallelism(*parallelism)
 	b.ReportAllocs()
+	// Every contender starts from a collected heap, so that none inherits
+	// another's garbage (the harness allocates 6.5 KB per request, and GC
+	// cost depends on the heap at hand).
+	runtime.GC()
 	defer cpuPerOp(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(goroutineSeq.Add(1)*397) % len(cookies)
