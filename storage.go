@@ -387,18 +387,6 @@ func (s *Storage) Delete(ctx context.Context, key string) error { return s.s.del
 // registered with RegisterStore stays open.
 func (s *Storage) Close() error { return s.s.close() }
 
-// OpenStore opens the store a storage URL names ("memory", or a URL whose
-// scheme a driver registered), as Config.Storage would. The caller owns it:
-// close it (if it has a Close method) when done. Tools use it to work on a
-// storage without a Manager.
-func OpenStore(ctx context.Context, storageURL string) (store.StoreInterface, error) {
-	st, err := openStorage(ctx, storageURL)
-	if err != nil {
-		return nil, err
-	}
-	return st.store, nil
-}
-
 // RedactURL hides the passwords in a storage URL (in the user info, and in
 // any option whose name contains "password", as Sentinel URLs carry), for
 // logs and messages.

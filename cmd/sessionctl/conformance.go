@@ -34,17 +34,14 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 	}
 	raw := fs.Arg(0)
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	st, err := sessions.OpenStore(openCtx, raw)
+	storage, err := sessions.OpenStorage(openCtx, raw, nil)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionctl:", err)
 		return 1
 	}
-	defer func() {
-		if c, ok := st.(interface{ Close() error }); ok {
-			c.Close()
-		}
-	}()
+	defer storage.Close()
+	st := storage.Store()
 	h := conformance.Harness{
 		NewStore:      func(conformance.TB) store.StoreInterface { return st },
 		TTLResolution: *resolution,

@@ -151,16 +151,12 @@ func runDemo(ctx context.Context, cfg demoConfig, ready func(url string)) error 
 	if cfg.Storage == "memory" || strings.HasPrefix(cfg.Storage, "memory:") {
 		// Each Manager would open a private memory store: share one, so
 		// the servers see each other's sessions as with a real storage.
-		st, err := sessions.OpenStore(ctx, cfg.Storage)
+		st, err := sessions.OpenStorage(ctx, cfg.Storage, nil)
 		if err != nil {
 			return err
 		}
-		d.shared = st
-		defer func() {
-			if c, ok := st.(interface{ Close() error }); ok {
-				_ = c.Close()
-			}
-		}()
+		d.shared = st.Store()
+		defer st.Close()
 	}
 	d.servers = make([]*appServer, cfg.Servers)
 	for i := range d.servers {

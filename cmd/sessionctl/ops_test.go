@@ -96,11 +96,12 @@ func populate(t *testing.T, url string) *fixture {
 	f.ids = writeSessions(t, sessions.Config{Storage: url}, 3)
 
 	ctx := context.Background()
-	st, err := sessions.OpenStore(ctx, url)
+	storage, err := sessions.OpenStorage(ctx, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.(interface{ Close() error }).Close()
+	defer storage.Close()
+	st := storage.Store()
 	now := time.Now()
 	expired := serializer.Envelope{
 		Codec: serializer.JSONID, Created: now.Add(-2 * time.Hour).UnixMilli(),
