@@ -432,7 +432,7 @@ func (m *Manager) commitDue(s *Session, now time.Time) bool {
 }
 
 func (m *Manager) commitDueLocked(s *Session, now time.Time) bool {
-	return s.id != "" && (len(s.dirty) > 0 || !s.stored ||
+	return s.id != "" && (len(s.dirty) > 0 || !s.stored() ||
 		now.UnixMilli()-s.storedAccess.Load() >= m.touchEvery.Milliseconds())
 }
 

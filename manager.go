@@ -400,7 +400,7 @@ func (m *Manager) renew(s *Session) error {
 		s.mu.Unlock()
 		return nil
 	}
-	oldID, oldKey, wasStored := s.id, s.key, s.stored
+	oldID, oldKey, wasStored := s.id, s.key, s.stored()
 	s.id = newID()
 	s.key = storageKey(m.cfg.KeyPrefix, s.id)
 	newID := s.id
@@ -413,9 +413,10 @@ func (m *Manager) renew(s *Session) error {
 	s.mu.Unlock()
 	m.ram.move(oldID, newID, s)
 	if !m.cfg.Cluster {
-		if wasStored {
-			m.wb.add(oldKey, nil)
-		}
+		// Unconditionally: a write-behind batch may be storing the old
+		// key right now, before the session records that it is stored;
+		// the delete is queued after it and lands after it.
+		m.wb.add(oldKey, nil)
 		s.queued.Store(false) // queued under the old key
 		m.enqueue(s)
 		return nil
@@ -456,26 +457,25 @@ func (m *Manager) invalidate(s *Session) error {
 		s.mu.Unlock()
 		return nil
 	}
-	id, key, wasStored := s.id, s.key, s.stored
+	id, key, wasStored := s.id, s.key, s.stored()
 	ended := m.snapshotLocked(s)
 	s.resetLocked()
 	s.mu.Unlock()
 	m.ram.remove(id, s)
 	var err error
-	if wasStored {
-		if m.cfg.Cluster {
-			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
-			err = m.storage.delete(ctx, key)
-			cancel()
-			if err != nil {
-				m.storageFailed("invalidate", err)
-				err = fmt.Errorf("sessions: invalidate: %w", err)
-			} else {
-				m.stats.deletes.Add(1)
-				m.storageOK()
-			}
+	switch {
+	case !m.cfg.Cluster:
+		m.wb.add(key, nil) // unconditionally, as in renew
+	case wasStored: // cluster writes hold commitMu, as this does: no race
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+		err = m.storage.delete(ctx, key)
+		cancel()
+		if err != nil {
+			m.storageFailed("invalidate", err)
+			err = fmt.Errorf("sessions: invalidate: %w", err)
 		} else {
-			m.wb.add(key, nil)
+			m.stats.deletes.Add(1)
+			m.storageOK()
 		}
 	}
 	m.fireEnd(ended, EndInvalidated)
@@ -620,15 +620,13 @@ func (m *Manager) timeout(s *Session) {
 	}
 	s.commitMu.Lock()
 	s.mu.Lock()
-	id, key, wasStored := s.id, s.key, s.stored
+	id, key := s.id, s.key
 	ended := m.snapshotLocked(s)
 	s.resetLocked()
 	s.mu.Unlock()
 	s.commitMu.Unlock()
 	m.ram.remove(id, s)
-	if wasStored {
-		m.wb.add(key, nil)
-	}
+	m.wb.add(key, nil) // unconditionally, as in renew
 	m.fireEnd(ended, EndTimeout)
 }
 

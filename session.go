@@ -55,10 +55,9 @@ type Session struct {
 	seq      uint64
 	created  int64 // Unix ms
 	revision uint64
-	stored   bool   // an entry for key exists (or is queued) in storage
 	base     []byte // cluster mode: the stored bytes this copy is based on
 	// storedAccess is the LastAccess (Unix ms) of the latest stored
-	// envelope, 0 before the first; a touch is due when it falls
+	// envelope, 0 while the session has never been stored; a touch is due when it falls
 	// Timeout/10 behind. Written under mu, read without it.
 	storedAccess atomic.Int64
 
@@ -296,7 +295,7 @@ func (s *Session) resetLocked() {
 	s.id, s.key = "", ""
 	s.values = make(map[string]entry)
 	s.size, s.dirty, s.revision, s.created = 0, nil, 0, 0
-	s.stored, s.base = false, nil
+	s.base = nil
 	s.storedAccess.Store(0)
 }
 
@@ -324,7 +323,6 @@ func (s *Session) envelopeLocked(now time.Time) []byte {
 // envelopeLocked at access time now when the change counter was at seq.
 func (s *Session) storedLocked(data []byte, now time.Time, seq uint64, keepBase bool) {
 	s.revision++
-	s.stored = true
 	s.storedAccess.Store(now.UnixMilli())
 	if keepBase {
 		s.base = data
@@ -365,7 +363,6 @@ func (s *Session) adoptLocked(env *serializer.Envelope, data []byte) {
 	s.revision = env.Revision
 	s.created = env.Created
 	s.storedAccess.Store(env.LastAccess)
-	s.stored = true
 	s.base = data
 }
 
@@ -449,3 +446,7 @@ func walkValue(v reflect.Value, onPath map[uintptr]bool, depth int) error {
 	}
 	return nil
 }
+
+// stored reports whether an entry for the
+// session's key has been written (or read) in storage.
+func (s *Session) stored() bool { return s.storedAccess.Load() != 0 }
