@@ -230,7 +230,7 @@ func (m *Manager) flushBatched(ctx context.Context, ops map[string]*Session) (fa
 			m.wb.done() // renewed, invalidated or ended since it was queued
 			continue
 		}
-		now := time.Now()
+		now := m.now()
 		keys = append(keys, key)
 		values = append(values, s.envelopeLocked(now))
 		writes = append(writes, write{s: s, data: values[len(values)-1], now: now, seq: s.seq})
@@ -266,7 +266,7 @@ func (m *Manager) flushOne(ctx context.Context, key string, s *Session) error {
 		s.mu.Unlock()
 		return nil // renewed, invalidated or ended since it was queued
 	}
-	now := time.Now()
+	now := m.now()
 	data := s.envelopeLocked(now)
 	seq := s.seq
 	s.mu.Unlock()
@@ -341,7 +341,7 @@ func (m *Manager) load(ctx context.Context, id string) (*Session, error) {
 		return nil, nil
 	}
 	s := m.sessionFromEnvelope(id, key, env, data, false)
-	if env.Expires < time.Now().UnixMilli() {
+	if env.Expires < m.now().UnixMilli() {
 		m.endExpired(ctx, s)
 		return nil, nil
 	}
@@ -399,7 +399,7 @@ func (m *Manager) loadCluster(ctx context.Context, id string) (*Session, error) 
 		}
 		return nil, nil
 	}
-	if env.Expires < time.Now().UnixMilli() {
+	if env.Expires < m.now().UnixMilli() {
 		if s != nil {
 			m.ram.remove(id, s)
 		}
@@ -445,7 +445,7 @@ var errConflict = errors.New("sessions: too many concurrent writes to one sessio
 // commit writes s to storage if it changed, or if its stored access time
 // is due for a refresh (cluster mode, before the response).
 func (m *Manager) commit(ctx context.Context, s *Session) error {
-	if !m.commitDue(s, time.Now()) {
+	if !m.commitDue(s, m.now()) {
 		return nil // the common read-only request: no context, no lock
 	}
 	s.commitMu.Lock()
@@ -453,7 +453,7 @@ func (m *Manager) commit(ctx context.Context, s *Session) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
-		now := time.Now()
+		now := m.now()
 		s.mu.Lock()
 		if !m.commitDueLocked(s, now) {
 			s.mu.Unlock()

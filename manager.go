@@ -185,6 +185,9 @@ type Manager struct {
 
 	storageDown atomic.Bool
 
+	// now is the clock every deadline is judged by; tests replace it.
+	now func() time.Time
+
 	stats struct {
 		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended atomic.Uint64
 	}
@@ -192,11 +195,13 @@ type Manager struct {
 
 // New validates cfg, fills in defaults, opens the storage and starts the
 // Manager's background work. Close releases it.
-func New(cfg Config) (*Manager, error) {
+func New(cfg Config) (*Manager, error) { return newManager(cfg, time.Now) }
+
+func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, codec: cfg.Codec, log: cfg.Logger, stop: make(chan struct{})}
+	m := &Manager{cfg: cfg, codec: cfg.Codec, log: cfg.Logger, stop: make(chan struct{}), now: now}
 	if c, ok := serializer.ByID(m.codec.ID()); ok && reflect.TypeOf(c) != reflect.TypeOf(m.codec) {
 		return nil, fmt.Errorf("sessions: codec %s uses id %d, reserved for the library's %s codec", m.codec.Name(), m.codec.ID(), c.Name())
 	}
@@ -370,7 +375,7 @@ func (m *Manager) Close(ctx context.Context) error {
 // newSession returns an unwritten session (no ID, not resident).
 func (m *Manager) newSession() *Session {
 	s := &Session{m: m, values: make(map[string]entry)}
-	s.lastAccess.Store(time.Now().UnixNano())
+	s.lastAccess.Store(m.now().UnixNano())
 	return s
 }
 
@@ -405,7 +410,7 @@ func (m *Manager) renew(s *Session) error {
 	s.key = storageKey(m.cfg.KeyPrefix, s.id)
 	newID := s.id
 	var data []byte
-	now := time.Now()
+	now := m.now()
 	seq := s.seq
 	if m.cfg.Cluster {
 		data = s.envelopeLocked(now)
@@ -507,7 +512,7 @@ func (m *Manager) sessionFromEnvelope(id, key string, env *serializer.Envelope, 
 	if !keepBase {
 		s.base = nil
 	}
-	s.lastAccess.Store(time.Now().UnixNano())
+	s.lastAccess.Store(m.now().UnixNano())
 	return s
 }
 
@@ -582,8 +587,8 @@ func (m *Manager) sweepLoop() {
 		select {
 		case <-m.stop:
 			return
-		case now := <-t.C:
-			m.sweep(now)
+		case <-t.C:
+			m.sweep(m.now())
 		}
 	}
 }

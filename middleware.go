@@ -80,7 +80,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 // the stored access time is due for a refresh, so that storage does not
 // expire an active session.
 func (m *Manager) touch(s *Session) {
-	now := time.Now()
+	now := m.now()
 	s.lastAccess.Store(now.UnixNano())
 	if m.cfg.Cluster || s.queued.Load() {
 		return
@@ -164,7 +164,7 @@ func (w *responseWriter) setCookie() {
 		cookie.MaxAge = -1 // invalidated: delete it
 	case c.Persist:
 		cookie.MaxAge = int((w.m.cfg.Timeout + time.Second - 1) / time.Second)
-		w.s.cookieSent.Store(time.Now().UnixMilli())
+		w.s.cookieSent.Store(w.m.now().UnixMilli())
 	}
 	h := w.Header()
 	h.Add("Set-Cookie", cookie.String())
@@ -179,7 +179,7 @@ func (w *responseWriter) refreshPersistentCookie(id string) bool {
 	if !w.m.cfg.Cookie.Persist || id == "" {
 		return false
 	}
-	now := time.Now().UnixMilli()
+	now := w.m.now().UnixMilli()
 	last := w.s.cookieSent.Load()
 	return now-last >= w.m.touchEvery.Milliseconds() && w.s.cookieSent.CompareAndSwap(last, now)
 }

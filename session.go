@@ -25,6 +25,7 @@ var (
 	// ErrNoSession: a method was called on a nil *Session, which is what
 	// FromContext returns outside Manager.Handler.
 	ErrNoSession = errors.New("sessions: no session (is the handler wrapped by Manager.Handler?)")
+	ErrSessionEnded = errors.New("sessions: session ended")
 )
 
 // Session is one user's data. It is safe for concurrent use: concurrent
@@ -208,21 +209,22 @@ func (s *Session) Set(key string, value any) error {
 }
 
 // Delete removes key; deleting a missing key does nothing.
-func (s *Session) Delete(key string) {
+func (s *Session) Delete(key string) error {
 	if s == nil {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	old, had := s.values[key]
 	if !had {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	delete(s.values, key)
 	s.size -= len(key) + fieldOverhead + len(old.raw)
 	s.markDirtyLocked(key)
 	s.mu.Unlock()
 	s.m.changed(s, false)
+	return nil
 }
 
 // Keys returns the keys present, sorted.
@@ -277,7 +279,7 @@ func (s *Session) startLocked() bool {
 	}
 	s.id = newID()
 	s.key = storageKey(s.m.cfg.KeyPrefix, s.id)
-	s.created = time.Now().UnixMilli()
+	s.created = s.m.now().UnixMilli()
 	s.ended.Store(false)
 	return true
 }

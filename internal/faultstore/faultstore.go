@@ -36,9 +36,12 @@ const (
 type Store struct {
 	inner store.StoreInterface
 
-	mode    atomic.Int32
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every mode change
+	mode     atomic.Int32
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every mode change
+	opModes  map[Op]Mode   // per-operation overrides of mode (under mu)
+	failNext map[Op]int    // calls of an op still to fail (under mu)
+	failKey  func(key string) bool
 
 	// Call counters. A SetMany counts one Set per entry.
 	Gets, Sets, Deletes, CASes, Batches atomic.Int64
@@ -49,13 +52,74 @@ func New(inner store.StoreInterface) *Store {
 	return &Store{inner: inner, changed: make(chan struct{})}
 }
 
-// SetMode switches the behaviour of subsequent and hanging calls.
+// Op names one kind of call, for SetOpMode.
+type Op int
+
+const (
+	OpGet Op = iota + 1 // Get and GetWithTTL
+	OpSet
+	OpDelete
+	OpCAS
+	OpSetMany
+)
+
+// SetMode switches the behaviour of subsequent and hanging calls. It
+// clears the per-operation modes of SetOpMode.
 func (s *Store) SetMode(m Mode) {
 	s.mu.Lock()
 	s.mode.Store(int32(m))
+	s.opModes = nil
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+}
+
+// SetOpMode switches the behaviour of one kind of call only, overriding
+// SetMode for it until the next SetMode.
+func (s *Store) SetOpMode(op Op, m Mode) {
+	s.mu.Lock()
+	if s.opModes == nil {
+		s.opModes = make(map[Op]Mode)
+	}
+	s.opModes[op] = m
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// FailNext makes the next n calls of op fail with ErrInjected, whatever
+// the mode.
+func (s *Store) FailNext(op Op, n int) {
+	s.mu.Lock()
+	if s.failNext == nil {
+		s.failNext = make(map[Op]int)
+	}
+	s.failNext[op] = n
+	s.mu.Unlock()
+}
+
+// FailKeys makes every write (Set, CompareAndSwap) of a key for which fn
+// reports true fail with ErrInjected, and every SetMany that includes
+// one, as an all-or-nothing transaction would. nil clears it.
+func (s *Store) FailKeys(fn func(key string) bool) {
+	s.mu.Lock()
+	s.failKey = fn
+	s.mu.Unlock()
+}
+
+func (s *Store) keyFails(keys ...string) bool {
+	s.mu.Lock()
+	fn := s.failKey
+	s.mu.Unlock()
+	if fn == nil {
+		return false
+	}
+	for _, k := range keys {
+		if fn(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Writes returns Sets + CASes: the writes that reached the check.
@@ -70,10 +134,17 @@ func (s *Store) ResetCounts() {
 	s.Batches.Store(0)
 }
 
-func (s *Store) gate(ctx context.Context) error {
+func (s *Store) gate(ctx context.Context, op Op) error {
 	for {
 		s.mu.Lock()
 		mode, changed := Mode(s.mode.Load()), s.changed
+		if m, ok := s.opModes[op]; ok {
+			mode = m
+		}
+		if s.failNext[op] > 0 {
+			s.failNext[op]--
+			mode = Fail
+		}
 		s.mu.Unlock()
 		switch mode {
 		case Fail:
@@ -93,7 +164,7 @@ func (s *Store) gate(ctx context.Context) error {
 // Get counts and forwards.
 func (s *Store) Get(ctx context.Context, key any) (any, error) {
 	s.Gets.Add(1)
-	if err := s.gate(ctx); err != nil {
+	if err := s.gate(ctx, OpGet); err != nil {
 		return nil, err
 	}
 	return s.inner.Get(ctx, key)
@@ -102,7 +173,7 @@ func (s *Store) Get(ctx context.Context, key any) (any, error) {
 // GetWithTTL counts as a Get and forwards.
 func (s *Store) GetWithTTL(ctx context.Context, key any) (any, time.Duration, error) {
 	s.Gets.Add(1)
-	if err := s.gate(ctx); err != nil {
+	if err := s.gate(ctx, OpGet); err != nil {
 		return nil, 0, err
 	}
 	return s.inner.GetWithTTL(ctx, key)
@@ -111,8 +182,11 @@ func (s *Store) GetWithTTL(ctx context.Context, key any) (any, time.Duration, er
 // Set counts and forwards.
 func (s *Store) Set(ctx context.Context, key any, value any, options ...store.Option) error {
 	s.Sets.Add(1)
-	if err := s.gate(ctx); err != nil {
+	if err := s.gate(ctx, OpSet); err != nil {
 		return err
+	}
+	if k, _ := key.(string); s.keyFails(k) {
+		return ErrInjected
 	}
 	return s.inner.Set(ctx, key, value, options...)
 }
@@ -120,7 +194,7 @@ func (s *Store) Set(ctx context.Context, key any, value any, options ...store.Op
 // Delete counts and forwards.
 func (s *Store) Delete(ctx context.Context, key any) error {
 	s.Deletes.Add(1)
-	if err := s.gate(ctx); err != nil {
+	if err := s.gate(ctx, OpDelete); err != nil {
 		return err
 	}
 	return s.inner.Delete(ctx, key)
@@ -140,8 +214,11 @@ func (s *Store) GetType() string { return s.inner.GetType() }
 // CompareAndSwap counts and forwards.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
 	s.CASes.Add(1)
-	if err := s.gate(ctx); err != nil {
+	if err := s.gate(ctx, OpCAS); err != nil {
 		return false, err
+	}
+	if s.keyFails(key) {
+		return false, ErrInjected
 	}
 	cas, ok := s.inner.(interface {
 		CompareAndSwap(context.Context, string, []byte, []byte, time.Duration) (bool, error)
@@ -156,8 +233,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
 	s.Batches.Add(1)
 	s.Sets.Add(int64(len(keys)))
-	if err := s.gate(ctx); err != nil {
+	if err := s.gate(ctx, OpSetMany); err != nil {
 		return err
+	}
+	if s.keyFails(keys...) {
+		return ErrInjected
 	}
 	b, ok := s.inner.(interface {
 		SetMany(context.Context, []string, [][]byte, time.Duration) error

@@ -1,0 +1,7 @@
+package sessions
+
+import "time"
+
+// NewWithClock is New with a clock of the test's: the Manager judges every
+// deadline by now instead of the wall clock.
+func NewWithClock(cfg Config, now func() time.Time) (*Manager, error) { return newManager(cfg, now) }
