@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,77 +15,173 @@ import (
 // sticky (Config.Cluster false): memory is authoritative. A request finds
 // its session in memory; storage is read only on a miss. Changes mark the
 // session queued; flushLoop writes queued sessions after a WriteBehind
-// window (so many changes cost one write), retries failures with backoff,
-// and never blocks a request. Close drains the queue.
+// window (so many changes cost one write) and never blocks a request. A
+// write that fails is retried alone, with a backoff of its own, so one
+// entry storage refuses does not hold back the others. Close drains the
+// queue.
 //
 // cluster (Config.Cluster true): storage is authoritative. Every request
 // reads the entry (one round trip; when the bytes equal the copy in memory,
 // nothing is decoded). Before the response is committed, a changed session
 // is written with compare-and-swap against the bytes it was based on; on a
-// conflict the other server's entry is re-read and this request's changed
+// conflict the other server's entry is re-read and this server's changed
 // keys are applied on top of it (key-level merge), so concurrent requests on
 // different servers lose nothing. An entry that disappeared meanwhile was
-// invalidated (or timed out): the late write is dropped, never resurrected.
+// invalidated, renewed away or timed out: the late write is dropped, never
+// resurrected, and a request whose change it was is told (ErrSessionEnded).
 
 // writeBehind is sticky mode's queue: the latest operation per storage key.
 type writeBehind struct {
-	mu       sync.Mutex
-	ops      map[string]*Session // storage key → session to write; nil: delete
-	inflight int                 // taken by a flush, not yet done
+	mu  sync.Mutex         // protects following fields
+	ops map[string]*state // storage key → session to write; nil: delete
+	// tomb holds the keys whose delete is queued or in flight: a memory
+	// miss must not load them back.
+	tomb map[string]struct{}
+	// retry holds the keys whose last attempt failed: not taken again
+	// before their time (unless draining).
+	retry    map[string]retryAt
+	inflight int // taken by a flush, not yet done
 	wake     chan struct{}
 }
 
+type retryAt struct {
+	at    time.Time
+	fails int
+}
+
 func (w *writeBehind) init() {
-	w.ops = make(map[string]*Session)
+	w.ops = make(map[string]*state)
+	w.tomb = make(map[string]struct{})
+	w.retry = make(map[string]retryAt)
 	w.wake = make(chan struct{}, 1)
 }
 
-// add records an operation for key, replacing any older one.
-func (w *writeBehind) add(key string, s *Session) {
-	w.mu.Lock()
-	w.ops[key] = s
-	w.mu.Unlock()
+func (w *writeBehind) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
-// requeue puts back a failed operation unless a newer one replaced it.
-func (w *writeBehind) requeue(key string, s *Session) {
+// addWrite queues a write of st under key, unless key is being deleted
+// (the session was renewed or ended: its key is never written again).
+func (w *writeBehind) addWrite(key string, st *state) {
 	w.mu.Lock()
+	if _, deleting := w.tomb[key]; !deleting {
+		w.ops[key] = st
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// addDelete queues a delete of key, replacing any queued write.
+func (w *writeBehind) addDelete(key string) {
+	w.mu.Lock()
+	w.ops[key] = nil
+	w.tomb[key] = struct{}{}
+	delete(w.retry, key)
+	w.mu.Unlock()
+	w.signal()
+}
+
+// renamed queues the delete of a renewed session's old key and the write
+// of its new one, in one step.
+func (w *writeBehind) renamed(oldKey, newKey string, st *state) {
+	w.mu.Lock()
+	w.ops[oldKey] = nil
+	w.tomb[oldKey] = struct{}{}
+	delete(w.retry, oldKey)
+	w.ops[newKey] = st
+	st.queued.Store(true)
+	w.mu.Unlock()
+	w.signal()
+}
+
+// requeue puts back a failed operation, unless a newer one replaced it,
+// and holds it back with a backoff of its own.
+func (w *writeBehind) requeue(key string, st *state, base time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if _, newer := w.ops[key]; !newer {
-		w.ops[key] = s
+		w.ops[key] = st
+		if st != nil {
+			st.queued.Store(true)
+		}
+	}
+	r := w.retry[key]
+	r.fails++
+	r.at = time.Now().Add(min(base<<min(r.fails, 20), maxBackoff))
+	w.retry[key] = r
+}
+
+// succeeded records that an operation on key reached storage.
+func (w *writeBehind) succeeded(key string, deleted bool) {
+	w.mu.Lock()
+	delete(w.retry, key)
+	if _, again := w.ops[key]; deleted && !again {
+		delete(w.tomb, key)
 	}
 	w.mu.Unlock()
 }
 
-func (w *writeBehind) take() map[string]*Session {
+// take removes and returns the operations due (all of them when force).
+func (w *writeBehind) take(force bool) map[string]*state {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.ops) == 0 {
 		return nil
 	}
-	ops := w.ops
-	w.ops = make(map[string]*Session, len(ops))
+	var ops map[string]*state
+	if force || len(w.retry) == 0 {
+		ops = w.ops
+		w.ops = make(map[string]*state, len(ops))
+	} else {
+		now := time.Now()
+		ops = make(map[string]*state)
+		for key, st := range w.ops {
+			if r, held := w.retry[key]; held && r.at.After(now) {
+				continue
+			}
+			ops[key] = st
+			delete(w.ops, key)
+		}
+	}
+	for _, st := range ops {
+		if st != nil {
+			st.queued.Store(false)
+		}
+	}
 	w.inflight += len(ops)
 	return ops
 }
 
-// done ends one operation taken by take (after any requeue).
-func (w *writeBehind) done() {
+// nextRetry returns the earliest time a held-back operation is due.
+func (w *writeBehind) nextRetry() (time.Time, bool) {
 	w.mu.Lock()
-	w.inflight--
+	defer w.mu.Unlock()
+	var next time.Time
+	for key, r := range w.retry {
+		if _, queued := w.ops[key]; queued && (next.IsZero() || r.at.Before(next)) {
+			next = r.at
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// done ends n operations taken by take (after any requeue).
+func (w *writeBehind) done(n int) {
+	w.mu.Lock()
+	w.inflight -= n
 	w.mu.Unlock()
 }
 
-// deleting reports whether a delete of key is pending, so that a memory
-// miss does not read back an entry that is already gone logically.
+// deleting reports whether a delete of key is queued or in flight, so that
+// a memory miss does not read back an entry that is already gone logically.
 func (w *writeBehind) deleting(key string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s, ok := w.ops[key]
-	return ok && s == nil
+	_, ok := w.tomb[key]
+	return ok
 }
 
 // len counts operations not yet acknowledged: queued or being written.
@@ -94,11 +191,14 @@ func (w *writeBehind) len() int {
 	return len(w.ops) + w.inflight
 }
 
-// enqueue schedules a write-behind of s (sticky mode); cheap when s is
+// enqueue schedules a write-behind of st (sticky mode); cheap when st is
 // already queued.
-func (m *Manager) enqueue(s *Session) {
-	if s.queued.CompareAndSwap(false, true) {
-		m.wb.add(s.keySnapshot(), s)
+func (m *Manager) enqueue(st *state) {
+	if st.queued.CompareAndSwap(false, true) {
+		st.mu.Lock()
+		key := st.key
+		st.mu.Unlock()
+		m.wb.addWrite(key, st)
 	}
 }
 
@@ -106,182 +206,210 @@ const maxBackoff = 5 * time.Second
 
 func (m *Manager) flushLoop() {
 	defer m.wg.Done()
-	var backoff time.Duration
-	timer := time.NewTimer(0)
-	<-timer.C
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer window.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-m.wb.wake:
-		}
-		timer.Reset(m.cfg.WriteBehind + backoff)
-		select {
-		case <-m.stop:
-			timer.Stop()
-			return
-		case <-timer.C:
-		}
-		if failed := m.flushBatch(context.Background()); failed > 0 {
-			backoff = min(max(2*backoff, m.cfg.WriteBehind), maxBackoff)
+			// Coalesce the changes of one WriteBehind window.
+			window.Reset(m.cfg.WriteBehind)
 			select {
-			case m.wb.wake <- struct{}{}:
-			default:
+			case <-m.stop:
+				return
+			case <-window.C:
 			}
-		} else {
-			backoff = 0
+		case <-retry.C:
+		}
+		m.flushBatch(m.flushCtx, false)
+		if at, ok := m.wb.nextRetry(); ok {
+			retry.Reset(max(time.Until(at), m.cfg.WriteBehind))
 		}
 	}
 }
 
-// flushConcurrency bounds parallel storage writes of one batch.
+// flushConcurrency bounds parallel storage calls of one flush.
 const flushConcurrency = 16
 
-// flushBatch writes every queued operation once and returns how many failed
-// (those are queued again).
-func (m *Manager) flushBatch(ctx context.Context) (failed int) {
-	ops := m.wb.take()
+// flushBatch performs every due operation once and returns how many failed
+// (those are queued again, each with its own backoff). force takes held
+// back operations too (Close).
+func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
+	ops := m.wb.take(force)
 	if len(ops) == 0 {
 		return 0
 	}
-	if m.storage.batch != nil {
-		return m.flushBatched(ctx, ops)
-	}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		sema = make(chan struct{}, flushConcurrency)
+		wg       sync.WaitGroup
+		nfailed  atomic.Int64
+		sema     = make(chan struct{}, flushConcurrency)
+		batchKey []string
+		batchSt  []*state
 	)
-	for key, s := range ops {
+	run := func(fn func() error) {
 		sema <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() { m.wb.done(); <-sema; wg.Done() }()
-			if err := m.flushOne(ctx, key, s); err != nil {
-				mu.Lock()
-				failed++
-				mu.Unlock()
+			defer func() { <-sema; wg.Done() }()
+			if fn() != nil {
+				nfailed.Add(1)
 			}
 		}()
 	}
+	for key, st := range ops {
+		switch {
+		case st == nil:
+			run(func() error { return m.flushDelete(ctx, key) })
+		case m.storage.batch != nil:
+			batchKey, batchSt = append(batchKey, key), append(batchSt, st)
+		default:
+			run(func() error { return m.flushWrite(ctx, key, st) })
+		}
+	}
+	for i := 0; i < len(batchKey); i += batchSize {
+		end := min(i+batchSize, len(batchKey))
+		nfailed.Add(int64(m.flushBatched(ctx, batchKey[i:end], batchSt[i:end])))
+	}
 	wg.Wait()
-	return failed
+	return int(nfailed.Load())
 }
 
 // batchSize bounds one SetMany call.
 const batchSize = 256
 
-// flushBatched writes the queued sessions with SetMany, batchSize at a
-// time, and performs the deletes one by one. The flusher runs batches one
+// flushBatched writes up to batchSize sessions with one SetMany. When the
+// batch fails, its entries are written one by one, so that one entry the
+// storage refuses (too large, say) does not hold back the others; only
+// the ones that fail alone are queued again. The flusher runs batches one
 // after another, so an operation queued after a batch was taken (a delete
 // after Invalidate) always lands after it.
-func (m *Manager) flushBatched(ctx context.Context, ops map[string]*Session) (failed int) {
+func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state) (failed int) {
 	type write struct {
-		s    *Session
+		key  string
+		st   *state
 		data []byte
 		now  time.Time
 		seq  uint64
 	}
-	var (
-		keys   []string
-		values [][]byte
-		writes []write
-	)
-	flush := func() {
-		if len(keys) == 0 {
-			return
-		}
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-		err := m.storage.setMany(cctx, keys, values, m.storeTTL)
-		cancel()
-		if err != nil {
-			m.storageFailed("write", err)
-		} else {
-			m.stats.writes.Add(uint64(len(keys)))
-			m.storageOK()
-		}
-		for i, w := range writes {
-			if err != nil {
-				failed++
-				if w.s.queued.CompareAndSwap(false, true) {
-					m.wb.requeue(keys[i], w.s)
-				}
-			} else {
-				w.s.mu.Lock()
-				w.s.storedLocked(w.data, w.now, w.seq, false)
-				w.s.mu.Unlock()
-			}
-			m.wb.done()
-		}
-		keys, values, writes = keys[:0], values[:0], writes[:0]
-	}
-	for key, s := range ops {
-		if s == nil {
-			if m.flushOne(ctx, key, nil) != nil {
-				failed++
-			}
-			m.wb.done()
-			continue
-		}
-		s.queued.Store(false)
-		s.mu.Lock()
-		if s.key != key || s.id == "" {
-			s.mu.Unlock()
-			m.wb.done() // renewed, invalidated or ended since it was queued
-			continue
+	writes := make([]write, 0, len(keys))
+	values := make([][]byte, 0, len(keys))
+	wkeys := make([]string, 0, len(keys))
+	for i, key := range keys {
+		st := sts[i]
+		st.mu.Lock()
+		if st.ended || st.key != key {
+			st.mu.Unlock()
+			continue // renewed or ended since it was queued
 		}
 		now := m.now()
-		keys = append(keys, key)
-		values = append(values, s.envelopeLocked(now))
-		writes = append(writes, write{s: s, data: values[len(values)-1], now: now, seq: s.seq})
-		s.mu.Unlock()
-		if len(keys) == batchSize {
-			flush()
+		data := st.envelopeLocked(key, now)
+		writes = append(writes, write{key: key, st: st, data: data, now: now, seq: st.seq})
+		st.mu.Unlock()
+		values = append(values, data)
+		wkeys = append(wkeys, key)
+	}
+	m.wb.done(len(keys) - len(writes))
+	if len(writes) == 0 {
+		return 0
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	err := m.storage.setMany(cctx, wkeys, values, m.storeTTL)
+	cancel()
+	if err == nil {
+		m.stats.writes.Add(uint64(len(writes)))
+		m.storageOK()
+		for _, w := range writes {
+			m.wb.succeeded(w.key, false)
+			w.st.mu.Lock()
+			w.st.storedLocked(w.key, w.data, w.now, w.seq, false)
+			w.st.mu.Unlock()
+		}
+		m.wb.done(len(writes))
+		return 0
+	}
+	m.storageFailed("write", err)
+	m.log.Warn("sessions: a batched write failed; writing its sessions one by one", "sessions", len(writes), "err", err)
+	// One by one, flushConcurrency at a time; a group in which every
+	// write fails means the storage itself is failing: the rest are
+	// queued again without trying.
+	for i := 0; i < len(writes); i += flushConcurrency {
+		group := writes[i:min(i+flushConcurrency, len(writes))]
+		var wg sync.WaitGroup
+		var ok atomic.Int64
+		for _, w := range group {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if m.flushWrite(ctx, w.key, w.st) == nil {
+					ok.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		failed += len(group) - int(ok.Load())
+		if ok.Load() == 0 {
+			for _, w := range writes[i+len(group):] {
+				m.wb.requeue(w.key, w.st, m.cfg.WriteBehind)
+				m.wb.done(1)
+				failed++
+			}
+			break
 		}
 	}
-	flush()
 	return failed
 }
 
-// flushOne performs one write-behind operation; on failure it queues it
-// again.
-func (m *Manager) flushOne(ctx context.Context, key string, s *Session) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	defer cancel()
-	if s == nil {
-		if err := m.storage.delete(ctx, key); err != nil {
-			m.storageFailed("delete", err)
-			m.wb.requeue(key, nil)
-			return err
-		}
-		m.stats.deletes.Add(1)
-		m.storageOK()
-		return nil
-	}
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	s.queued.Store(false)
-	s.mu.Lock()
-	if s.key != key || s.id == "" {
-		s.mu.Unlock()
-		return nil // renewed, invalidated or ended since it was queued
+// flushWrite writes one session; on failure it queues it again with its
+// own backoff. It ends one operation taken by take.
+func (m *Manager) flushWrite(ctx context.Context, key string, st *state) error {
+	defer m.wb.done(1)
+	st.mu.Lock()
+	if st.ended || st.key != key {
+		st.mu.Unlock()
+		return nil // renewed or ended since it was queued
 	}
 	now := m.now()
-	data := s.envelopeLocked(now)
-	seq := s.seq
-	s.mu.Unlock()
-	if err := m.storage.set(ctx, key, data, m.storeTTL); err != nil {
+	data := st.envelopeLocked(key, now)
+	seq := st.seq
+	st.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	err := m.storage.set(cctx, key, data, m.storeTTL)
+	cancel()
+	if err != nil {
 		m.storageFailed("write", err)
-		if s.queued.CompareAndSwap(false, true) {
-			m.wb.requeue(key, s)
-		}
+		m.log.Debug("sessions: write failed; retrying with backoff", "key", key, "err", err)
+		m.wb.requeue(key, st, m.cfg.WriteBehind)
 		return err
 	}
 	m.stats.writes.Add(1)
 	m.storageOK()
-	s.mu.Lock()
-	s.storedLocked(data, now, seq, false)
-	s.mu.Unlock()
+	m.wb.succeeded(key, false)
+	st.mu.Lock()
+	st.storedLocked(key, data, now, seq, false)
+	st.mu.Unlock()
+	return nil
+}
+
+// flushDelete deletes one key; on failure it queues it again. It ends one
+// operation taken by take.
+func (m *Manager) flushDelete(ctx context.Context, key string) error {
+	defer m.wb.done(1)
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	err := m.storage.delete(cctx, key)
+	cancel()
+	if err != nil {
+		m.storageFailed("delete", err)
+		m.wb.requeue(key, nil, m.cfg.WriteBehind)
+		return err
+	}
+	m.stats.deletes.Add(1)
+	m.storageOK()
+	m.wb.succeeded(key, true)
 	return nil
 }
 
@@ -289,7 +417,7 @@ func (m *Manager) flushOne(ctx context.Context, key string, s *Session) error {
 func (m *Manager) drain(ctx context.Context) error {
 	backoff := m.cfg.WriteBehind
 	for m.wb.len() > 0 {
-		if m.flushBatch(ctx) == 0 {
+		if ctx.Err() == nil && m.flushBatch(ctx, true) == 0 {
 			continue
 		}
 		select {
@@ -316,124 +444,99 @@ func (m *Manager) read(ctx context.Context, key string) ([]byte, error) {
 	return data, err
 }
 
-// load finds the session for a valid incoming ID: nil (and no error) when
-// there is none, so that the request starts a fresh one.
-func (m *Manager) load(ctx context.Context, id string) (*Session, error) {
+// endExpired ends a session found past its deadline in storage.
+func (m *Manager) endExpired(ctx context.Context, st *state) {
+	st.mu.Lock()
+	snap := m.snapshotLocked(st)
+	st.ended = true
+	st.mu.Unlock()
 	if m.cfg.Cluster {
-		return m.loadCluster(ctx, id)
+		ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+		if err := m.storage.delete(ctx, st.key); err == nil {
+			m.stats.deletes.Add(1)
+		}
+		cancel()
+	} else {
+		m.wb.addDelete(st.key)
 	}
-	if s := m.ram.get(id); s != nil {
-		return s, nil
+	m.fireEnd(snap, EndTimeout)
+}
+
+// forget takes a resident session out of memory (cluster mode) after
+// storage showed that it ended elsewhere; requests using it see it ended.
+func (m *Manager) forget(id string, st *state) {
+	st.mu.Lock()
+	if st.id == id {
+		st.ended = true
 	}
+	st.mu.Unlock()
+	m.ram.remove(id, st)
+}
+
+// loadCluster reads the session (cluster mode), reusing the resident copy
+// when the stored bytes are the ones it is based on, and pins it.
+func (m *Manager) loadCluster(ctx context.Context, id string, now time.Time) (*state, error) {
+	st, _ := m.ram.acquire(id, -1<<63)
 	key := storageKey(m.cfg.KeyPrefix, id)
-	if m.wb.deleting(key) {
-		return nil, nil
-	}
 	data, err := m.read(ctx, key)
 	if err != nil {
+		if st != nil {
+			if errors.Is(err, errNotFound) {
+				m.forget(id, st) // ended on another server
+			}
+			m.release(st)
+		}
 		if errors.Is(err, errNotFound) {
 			return nil, nil
 		}
 		return nil, err
 	}
-	env := m.decode(key, data)
-	if env == nil {
-		return nil, nil
-	}
-	s := m.sessionFromEnvelope(id, key, env, data, false)
-	if env.Expires < m.now().UnixMilli() {
-		m.endExpired(ctx, s)
-		return nil, nil
-	}
-	if old := m.ram.putIfAbsent(id, s); old != nil {
-		return old, nil
-	}
-	return s, nil
-}
-
-// endExpired ends a session found past its deadline in storage.
-func (m *Manager) endExpired(ctx context.Context, s *Session) {
-	if m.cfg.Cluster {
-		ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-		if err := m.storage.delete(ctx, s.key); err == nil {
-			m.stats.deletes.Add(1)
-		}
-		cancel()
-	} else {
-		m.wb.add(s.key, nil)
-	}
-	m.fireEnd(s, EndTimeout)
-}
-
-func (m *Manager) loadCluster(ctx context.Context, id string) (*Session, error) {
-	s := m.ram.get(id)
-	var key string
-	if s != nil {
-		key = s.keySnapshot()
-	}
-	if key == "" {
-		key = storageKey(m.cfg.KeyPrefix, id)
-	}
-	data, err := m.read(ctx, key)
-	if errors.Is(err, errNotFound) {
-		if s != nil {
-			m.ram.remove(id, s) // ended on another server
-		}
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if s != nil {
-		s.mu.Lock()
-		same := s.id == id && bytes.Equal(s.base, data)
-		s.mu.Unlock()
-		if same {
-			return s, nil // the common case: nothing to decode
+	if st != nil {
+		st.mu.Lock()
+		same := !st.ended && st.id == id && bytes.Equal(st.base, data)
+		fresh := st.expires >= now.UnixMilli()
+		st.mu.Unlock()
+		if same && fresh {
+			return st, nil // the common case: nothing to decode
 		}
 	}
 	env := m.decode(key, data)
-	if env == nil {
-		if s != nil {
-			m.ram.remove(id, s)
+	if env == nil || env.Expires < now.UnixMilli() {
+		if st != nil {
+			m.forget(id, st)
+			m.release(st)
+		}
+		if env != nil {
+			m.endExpired(ctx, m.stateFromEnvelope(id, key, env, data, false))
 		}
 		return nil, nil
 	}
-	if env.Expires < m.now().UnixMilli() {
-		if s != nil {
-			m.ram.remove(id, s)
-		}
-		m.endExpired(ctx, m.sessionFromEnvelope(id, key, env, data, false))
-		return nil, nil
-	}
-	if s == nil {
-		fresh := m.sessionFromEnvelope(id, key, env, data, true)
-		if s = m.ram.putIfAbsent(id, fresh); s == nil {
+	if st == nil {
+		fresh := m.stateFromEnvelope(id, key, env, data, true)
+		fresh.users.Store(1)
+		if st = m.ram.insertOrAcquire(id, fresh); st == nil {
 			return fresh, nil
 		}
 	}
 	// Another server changed the session: take its version, keeping this
 	// server's uncommitted changes on top — unless this copy is newer (a
 	// concurrent request of this server committed after this read).
-	s.mu.Lock()
-	if s.id == id && env.Revision >= s.revision && !bytes.Equal(s.base, data) {
-		s.adoptLocked(env, data)
+	st.mu.Lock()
+	live := !st.ended && st.id == id
+	if live && env.Revision >= st.revision && !bytes.Equal(st.base, data) {
+		st.adoptLocked(env, data)
 	}
-	s.mu.Unlock()
-	return s, nil
+	st.mu.Unlock()
+	if !live {
+		m.release(st)
+		return nil, nil
+	}
+	return st, nil
 }
 
-// commitDue reports whether s has changes to write, or a stored access
-// time due for a refresh.
-func (m *Manager) commitDue(s *Session, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return m.commitDueLocked(s, now)
-}
-
-func (m *Manager) commitDueLocked(s *Session, now time.Time) bool {
-	return s.id != "" && (len(s.dirty) > 0 || !s.stored() ||
-		now.UnixMilli()-s.storedAccess.Load() >= m.touchEvery.Milliseconds())
+func (m *Manager) commitDueLocked(st *state, now time.Time) bool {
+	return st.id != "" && (len(st.dirty) > 0 || !st.stored() ||
+		now.UnixMilli()-st.storedAccess.Load() >= m.touchEvery.Milliseconds())
 }
 
 // maxCommitAttempts bounds compare-and-swap retries under contention.
@@ -442,26 +545,50 @@ const maxCommitAttempts = 8
 // errConflict: a cluster commit kept losing compare-and-swap races.
 var errConflict = errors.New("sessions: too many concurrent writes to one session")
 
-// commit writes s to storage if it changed, or if its stored access time
-// is due for a refresh (cluster mode, before the response).
-func (m *Manager) commit(ctx context.Context, s *Session) error {
-	if !m.commitDue(s, m.now()) {
+// commit writes the request's session to storage if it changed, or if its
+// stored access time is due for a refresh (cluster mode, before the
+// response). A session that ended meanwhile is not written back; if this
+// request changed it, the change is reported lost (ErrSessionEnded).
+func (m *Manager) commit(ctx context.Context, h *Session) error {
+	h.mu.Lock()
+	st, wrote := h.st, h.wrote
+	h.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	lost := func() error {
+		if wrote {
+			return fmt.Errorf("%w: its changes were not saved", ErrSessionEnded)
+		}
+		return nil
+	}
+	st.mu.Lock()
+	due, ended := m.commitDueLocked(st, m.now()), st.ended
+	st.mu.Unlock()
+	if ended {
+		return lost()
+	}
+	if !due {
 		return nil // the common read-only request: no context, no lock
 	}
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
+	st.commitMu.Lock()
+	defer st.commitMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		now := m.now()
-		s.mu.Lock()
-		if !m.commitDueLocked(s, now) {
-			s.mu.Unlock()
+		st.mu.Lock()
+		if st.ended {
+			st.mu.Unlock()
+			return lost()
+		}
+		if !m.commitDueLocked(st, now) {
+			st.mu.Unlock()
 			return nil
 		}
-		key, base, seq := s.key, s.base, s.seq
-		data := s.envelopeLocked(now)
-		s.mu.Unlock()
+		key, base, seq := st.key, st.base, st.seq
+		data := st.envelopeLocked(key, now)
+		st.mu.Unlock()
 
 		ok, err := m.storage.compareAndSwap(ctx, key, base, data, m.storeTTL)
 		if err != nil {
@@ -471,9 +598,9 @@ func (m *Manager) commit(ctx context.Context, s *Session) error {
 		if ok {
 			m.stats.writes.Add(1)
 			m.storageOK()
-			s.mu.Lock()
-			s.storedLocked(data, now, seq, true)
-			s.mu.Unlock()
+			st.mu.Lock()
+			st.storedLocked(key, data, now, seq, true)
+			st.mu.Unlock()
 			return nil
 		}
 		m.stats.conflicts.Add(1)
@@ -481,30 +608,31 @@ func (m *Manager) commit(ctx context.Context, s *Session) error {
 		m.stats.reads.Add(1)
 		switch {
 		case errors.Is(err, errNotFound) && base != nil:
-			// Invalidated or timed out elsewhere: drop this late write.
-			s.mu.Lock()
-			id := s.id
-			if s.key == key {
-				s.resetLocked()
+			// Invalidated, renewed away or timed out elsewhere: drop this
+			// late write.
+			st.mu.Lock()
+			id := st.id
+			if st.key == key {
+				st.ended = true
 			}
-			s.mu.Unlock()
-			m.ram.remove(id, s)
-			return nil
+			st.mu.Unlock()
+			m.ram.remove(id, st)
+			return lost()
 		case errors.Is(err, errNotFound):
 			continue
 		case err != nil:
 			m.storageFailed("read", err)
 			return err
 		}
-		s.mu.Lock()
-		if s.key == key {
+		st.mu.Lock()
+		if st.key == key {
 			if env := m.decode(key, cur); env != nil {
-				s.adoptLocked(env, cur)
+				st.adoptLocked(env, cur)
 			} else {
-				s.base = cur // unreadable: overwrite it with this copy
+				st.base = cur // unreadable: overwrite it with this copy
 			}
 		}
-		s.mu.Unlock()
+		st.mu.Unlock()
 	}
 	return errConflict
 }

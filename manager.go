@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -97,8 +96,10 @@ type Config struct {
 	Logger *slog.Logger
 	// ErrorHandler answers a request whose session cannot be read or saved
 	// because storage failed (cluster mode, and sticky mode on a memory
-	// miss). Default: 503 with Retry-After: 1 and a short plain-text
-	// message.
+	// miss), or, in cluster mode, whose change could not be saved because
+	// the session ended on another server meanwhile (err wraps
+	// ErrSessionEnded). Default: 503 with Retry-After: 1 and a short
+	// plain-text message; 409 Conflict for ErrSessionEnded.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 }
 
@@ -157,7 +158,7 @@ type Stats struct {
 	StorageWrites  uint64 // storage writes acknowledged
 	StorageDeletes uint64 // storage deletes acknowledged
 	StorageErrors  uint64 // failed storage calls
-	CorruptEntries uint64 // stored entries that could not be read as a session
+	CorruptEntries uint64 // stored entries that could not be read as a session (each counted and logged once)
 	Conflicts      uint64 // cluster commits that had to merge another server's write
 	Evicted        uint64 // sessions dropped from memory for idleness
 	Ended          uint64 // sessions ended (timeout or Invalidate)
@@ -179,11 +180,16 @@ type Manager struct {
 	storeTTL   time.Duration
 
 	stop       chan struct{}
+	// flushCtx is the context of background storage writes; Close cancels
+	// it when its own deadline passes.
+	flushCtx    context.Context
+	cancelFlush context.CancelFunc
 	wg         sync.WaitGroup
 	closed     atomic.Bool
 	stopNotify func()
 
 	storageDown atomic.Bool
+	unreadable  keySet // unreadable entries reported so far
 
 	// now is the clock every deadline is judged by; tests replace it.
 	now func() time.Time
@@ -228,6 +234,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	}
 	m.ram.init()
 	m.wb.init()
+	m.flushCtx, m.cancelFlush = context.WithCancel(context.Background())
 	m.touchEvery = cfg.Timeout / 10
 	// Stored entries outlive their logical deadline (kept in the envelope
 	// and checked on every load) by a margin covering the Timeout/10 touch
@@ -318,8 +325,13 @@ func isASCIIPrintable(s string) bool {
 }
 
 // defaultErrorHandler answers 503 with Retry-After, so clients and
-// balancers retry instead of treating the server as broken.
-func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
+// balancers retry instead of treating the server as broken; and 409 for a
+// change lost because the session ended meanwhile (retrying cannot help).
+func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, ErrSessionEnded) {
+		http.Error(w, "The session ended while this request ran; its changes were not saved.", http.StatusConflict)
+		return
+	}
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "Session storage unavailable, please retry shortly.", http.StatusServiceUnavailable)
 }
@@ -361,7 +373,18 @@ func (m *Manager) Close(ctx context.Context) error {
 		return ErrManagerClosed
 	}
 	close(m.stop)
-	m.wg.Wait()
+	// A flush in progress may be waiting on a slow storage: it gets until
+	// ctx ends, then its calls are cancelled (what they held is queued
+	// again and reported below).
+	stopped := make(chan struct{})
+	go func() { m.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		m.cancelFlush()
+		<-stopped
+	}
+	m.cancelFlush()
 	if m.stopNotify != nil {
 		m.stopNotify()
 	}
@@ -370,150 +393,6 @@ func (m *Manager) Close(ctx context.Context) error {
 		err = cerr
 	}
 	return err
-}
-
-// newSession returns an unwritten session (no ID, not resident).
-func (m *Manager) newSession() *Session {
-	s := &Session{m: m, values: make(map[string]entry)}
-	s.lastAccess.Store(m.now().UnixNano())
-	return s
-}
-
-// changed is called after every change to s; started says the change gave
-// s its identity.
-func (m *Manager) changed(s *Session, started bool) {
-	if started {
-		if old := m.ram.putIfAbsent(s.ID(), s); old != nil {
-			// Cannot happen with 256-bit random IDs; keep the invariant.
-			panic("sessions: session ID collision")
-		}
-		if m.cfg.OnSessionStart != nil {
-			m.cfg.OnSessionStart(s)
-		}
-	}
-	if !m.cfg.Cluster {
-		m.enqueue(s)
-	}
-}
-
-// renew moves s to a new ID.
-func (m *Manager) renew(s *Session) error {
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	if s.id == "" {
-		s.mu.Unlock()
-		return nil
-	}
-	oldID, oldKey, wasStored := s.id, s.key, s.stored()
-	s.id = newID()
-	s.key = storageKey(m.cfg.KeyPrefix, s.id)
-	newID := s.id
-	var data []byte
-	now := m.now()
-	seq := s.seq
-	if m.cfg.Cluster {
-		data = s.envelopeLocked(now)
-	}
-	s.mu.Unlock()
-	m.ram.move(oldID, newID, s)
-	if !m.cfg.Cluster {
-		// Unconditionally: a write-behind batch may be storing the old
-		// key right now, before the session records that it is stored;
-		// the delete is queued after it and lands after it.
-		m.wb.add(oldKey, nil)
-		s.queued.Store(false) // queued under the old key
-		m.enqueue(s)
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
-	defer cancel()
-	if _, err := m.storage.compareAndSwap(ctx, s.keySnapshot(), nil, data, m.storeTTL); err != nil {
-		m.storageFailed("renew", err)
-		return fmt.Errorf("sessions: renew: writing the new entry: %w", err)
-	}
-	m.stats.writes.Add(1)
-	s.mu.Lock()
-	s.storedLocked(data, now, seq, true)
-	s.mu.Unlock()
-	if wasStored {
-		if err := m.storage.delete(ctx, oldKey); err != nil {
-			m.storageFailed("renew", err)
-			return fmt.Errorf("sessions: renew: removing the old entry: %w", err)
-		}
-		m.stats.deletes.Add(1)
-	}
-	m.storageOK()
-	return nil
-}
-
-func (s *Session) keySnapshot() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.key
-}
-
-// invalidate ends s everywhere and resets it to a new session.
-func (m *Manager) invalidate(s *Session) error {
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	if s.id == "" {
-		s.mu.Unlock()
-		return nil
-	}
-	id, key, wasStored := s.id, s.key, s.stored()
-	ended := m.snapshotLocked(s)
-	s.resetLocked()
-	s.mu.Unlock()
-	m.ram.remove(id, s)
-	var err error
-	switch {
-	case !m.cfg.Cluster:
-		m.wb.add(key, nil) // unconditionally, as in renew
-	case wasStored: // cluster writes hold commitMu, as this does: no race
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
-		err = m.storage.delete(ctx, key)
-		cancel()
-		if err != nil {
-			m.storageFailed("invalidate", err)
-			err = fmt.Errorf("sessions: invalidate: %w", err)
-		} else {
-			m.stats.deletes.Add(1)
-			m.storageOK()
-		}
-	}
-	m.fireEnd(ended, EndInvalidated)
-	return err
-}
-
-// snapshotLocked copies s for OnSessionEnd, which may read its values
-// after s itself was reset.
-func (m *Manager) snapshotLocked(s *Session) *Session {
-	c := &Session{m: m, id: s.id, created: s.created, values: make(map[string]entry, len(s.values)), revision: s.revision}
-	for k, e := range s.values {
-		c.values[k] = e
-	}
-	c.lastAccess.Store(s.lastAccess.Load())
-	return c
-}
-
-func (m *Manager) fireEnd(s *Session, reason EndReason) {
-	m.stats.ended.Add(1)
-	if m.cfg.OnSessionEnd != nil {
-		m.cfg.OnSessionEnd(s, reason)
-	}
-}
-
-// sessionFromEnvelope builds a resident-to-be session from stored bytes.
-func (m *Manager) sessionFromEnvelope(id, key string, env *serializer.Envelope, data []byte, keepBase bool) *Session {
-	s := &Session{m: m, id: id, key: key}
-	s.adoptLocked(env, data)
-	if !keepBase {
-		s.base = nil
-	}
-	s.lastAccess.Store(m.now().UnixNano())
-	return s
 }
 
 // decode parses a stored entry. An entry this program cannot read (corrupt,
@@ -536,11 +415,37 @@ func (m *Manager) decode(key string, data []byte) *serializer.Envelope {
 		err = fmt.Errorf("written with codec %d (%s), this server uses %s", env.Codec, name, m.codec.Name())
 	}
 	if err != nil {
+		if !m.unreadable.first(key) {
+			return nil // reported already: a client keeps sending its cookie
+		}
 		m.stats.corrupt.Add(1)
 		m.log.Warn("sessions: unreadable stored session ignored; a fresh session starts", "key", key, "bytes", len(data), "reason", err)
 		return nil
 	}
 	return env
+}
+
+// keySet remembers up to keySetMax keys (then starts over), so that what
+// is logged per key is logged about once.
+type keySet struct {
+	mu   sync.Mutex // protects keys
+	keys map[string]struct{}
+}
+
+const keySetMax = 4096
+
+// first reports whether key is new to the set, and adds it.
+func (k *keySet) first(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, seen := k.keys[key]; seen {
+		return false
+	}
+	if k.keys == nil || len(k.keys) >= keySetMax {
+		k.keys = make(map[string]struct{})
+	}
+	k.keys[key] = struct{}{}
+	return true
 }
 
 // storageExpired receives entries the storage expired (memory driver).
@@ -552,15 +457,20 @@ func (m *Manager) storageExpired(key string, data []byte) {
 	if env == nil {
 		return
 	}
-	s := m.sessionFromEnvelope("", key, env, data, false)
-	s.lastAccess.Store(env.LastAccess * int64(time.Millisecond))
-	m.fireEnd(s, EndTimeout)
+	st := m.stateFromEnvelope("", key, env, data, false)
+	st.lastAccess.Store(env.LastAccess * int64(time.Millisecond))
+	m.fireEnd(m.snapshotLocked(st), EndTimeout) // st is not shared: no lock needed
 }
 
 func (m *Manager) storageFailed(op string, err error) {
 	if !m.storageDown.Swap(true) {
-		m.log.Error("sessions: storage failing; sticky mode keeps serving from memory and retries writes",
-			"storage", m.storage.name, "op", op, "err", err)
+		if m.cfg.Cluster {
+			m.log.Error("sessions: storage failing; cluster mode answers requests that need it with the ErrorHandler",
+				"storage", m.storage.name, "op", op, "err", err)
+		} else {
+			m.log.Error("sessions: storage failing; sticky mode keeps serving from memory and retries writes",
+				"storage", m.storage.name, "op", op, "err", err)
+		}
 	}
 	m.stats.errors.Add(1) // after the log: a counted failure has been reported
 }
@@ -571,158 +481,6 @@ func (m *Manager) storageOK() {
 	}
 }
 
-// sweepLoop ends timed-out sessions (sticky mode) and evicts idle ones.
-func (m *Manager) sweepLoop() {
-	defer m.wg.Done()
-	every := m.cfg.Timeout
-	if m.cfg.IdleEvict > 0 && m.cfg.IdleEvict < every {
-		every = m.cfg.IdleEvict
-	}
-	every /= 4
-	every = max(every, time.Millisecond)
-	every = min(every, 30*time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			m.sweep(m.now())
-		}
-	}
-}
-
-func (m *Manager) sweep(now time.Time) {
-	timeoutBefore := now.Add(-m.cfg.Timeout).UnixNano()
-	evictBefore := int64(-1 << 63)
-	if m.cfg.IdleEvict > 0 {
-		evictBefore = now.Add(-m.cfg.IdleEvict).UnixNano()
-	}
-	for _, s := range m.ram.idle(max(timeoutBefore, evictBefore)) {
-		last := s.lastAccess.Load()
-		switch {
-		case !m.cfg.Cluster && last < timeoutBefore:
-			m.timeout(s)
-		case last < evictBefore || (m.cfg.Cluster && last < timeoutBefore):
-			// Only clean sessions leave memory: a dirty one is queued and
-			// goes on a later sweep, once written.
-			s.mu.Lock()
-			clean := len(s.dirty) == 0 && !s.queued.Load()
-			id := s.id
-			s.mu.Unlock()
-			if clean && m.ram.remove(id, s) {
-				m.stats.evicted.Add(1)
-			}
-		}
-	}
-}
-
-// timeout ends a resident session whose Timeout passed (sticky mode).
-func (m *Manager) timeout(s *Session) {
-	if s.ended.Swap(true) {
-		return
-	}
-	s.commitMu.Lock()
-	s.mu.Lock()
-	id, key := s.id, s.key
-	ended := m.snapshotLocked(s)
-	s.resetLocked()
-	s.mu.Unlock()
-	s.commitMu.Unlock()
-	m.ram.remove(id, s)
-	m.wb.add(key, nil) // unconditionally, as in renew
-	m.fireEnd(ended, EndTimeout)
-}
-
-// ram is the in-memory tier: sessions by ID, sharded to keep lock
-// contention low.
-type ram struct {
-	seed   maphash.Seed
-	shards [ramShards]ramShard
-}
-
-const ramShards = 64
-
-type ramShard struct {
-	mu sync.RWMutex
-	m  map[string]*Session
-}
-
-func (r *ram) init() {
-	r.seed = maphash.MakeSeed()
-	for i := range r.shards {
-		r.shards[i].m = make(map[string]*Session)
-	}
-}
-
-func (r *ram) shard(id string) *ramShard {
-	return &r.shards[maphash.String(r.seed, id)%ramShards]
-}
-
-func (r *ram) get(id string) *Session {
-	sh := r.shard(id)
-	sh.mu.RLock()
-	s := sh.m[id]
-	sh.mu.RUnlock()
-	return s
-}
-
-// putIfAbsent stores s under id unless a session is there, which it returns.
-func (r *ram) putIfAbsent(id string, s *Session) *Session {
-	sh := r.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if old, ok := sh.m[id]; ok {
-		return old
-	}
-	sh.m[id] = s
-	return nil
-}
-
-// remove deletes id if it still maps to s.
-func (r *ram) remove(id string, s *Session) bool {
-	sh := r.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.m[id] == s {
-		delete(sh.m, id)
-		return true
-	}
-	return false
-}
-
-func (r *ram) move(oldID, newID string, s *Session) {
-	r.remove(oldID, s)
-	r.putIfAbsent(newID, s)
-}
-
-// idle returns the sessions last used before the given Unix ns time.
-func (r *ram) idle(before int64) []*Session {
-	var out []*Session
-	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.mu.RLock()
-		for _, s := range sh.m {
-			if s.lastAccess.Load() < before {
-				out = append(out, s)
-			}
-		}
-		sh.mu.RUnlock()
-	}
-	return out
-}
-
-func (r *ram) len() int {
-	n := 0
-	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return n
-}
 
 // memory is the default storage's driver.
 func init() {

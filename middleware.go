@@ -54,39 +54,54 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 			return
 		}
 		incoming := m.cookieID(r)
-		var s *Session
+		var st *state
+		var now time.Time
 		if incoming != "" {
+			now = m.now()
 			var err error
-			if s, err = m.load(r.Context(), incoming); err != nil {
+			if st, err = m.acquire(r.Context(), incoming, now); err != nil {
 				m.cfg.ErrorHandler(w, r, err)
 				return
 			}
 		}
-		if s == nil {
-			s = m.newSession()
-		} else {
-			m.touch(s)
+		// One allocation carries the wrapped writer, the request's
+		// session handle and the context.
+		rw := &responseWriter{ResponseWriter: w, m: m, incoming: incoming}
+		h := &rw.sess
+		h.m = m
+		if st != nil {
+			h.st, h.id, h.pinned = st, incoming, true
+			m.touch(st, now)
 		}
-		// One allocation carries both the wrapped writer and the context.
-		rw := &responseWriter{ResponseWriter: w, m: m, s: s, incoming: incoming}
-		rw.ctx = sessionContext{Context: r.Context(), s: s}
+		rw.ctx = sessionContext{Context: r.Context(), s: h}
 		rw.r = r.WithContext(&rw.ctx)
+		defer h.release() // even if the handler panics
 		next.ServeHTTP(rw, rw.r)
 		rw.finish()
 	})
 }
 
-// touch records a use of s; in sticky mode it also queues a rewrite when
+// release unpins the request's session when its handler is done.
+func (h *Session) release() {
+	h.mu.Lock()
+	if h.pinned {
+		h.m.release(h.st)
+		h.pinned = false
+	}
+	h.finished = true
+	h.mu.Unlock()
+}
+
+// touch records a use of st; in sticky mode it also queues a rewrite when
 // the stored access time is due for a refresh, so that storage does not
 // expire an active session.
-func (m *Manager) touch(s *Session) {
-	now := m.now()
-	s.lastAccess.Store(now.UnixNano())
-	if m.cfg.Cluster || s.queued.Load() {
+func (m *Manager) touch(st *state, now time.Time) {
+	st.lastAccess.Store(now.UnixNano())
+	if m.cfg.Cluster || st.queued.Load() {
 		return
 	}
-	if stored := s.storedAccess.Load(); stored != 0 && now.UnixMilli()-stored >= m.touchEvery.Milliseconds() {
-		m.enqueue(s)
+	if stored := st.storedAccess.Load(); stored != 0 && now.UnixMilli()-stored >= m.touchEvery.Milliseconds() {
+		m.enqueue(st)
 	}
 }
 
@@ -120,9 +135,9 @@ type responseWriter struct {
 	m        *Manager
 	r        *http.Request // the request as the handler sees it
 	ctx      sessionContext
-	s        *Session
-	incoming string
-	sent     string // the ID the response header carried (or kept)
+	sess     Session // the request's handle
+	incoming string  // the well-formed session ID the request carried
+	sent     string  // the ID the response's Set-Cookie carried
 	prepared bool
 	aborted  bool
 }
@@ -135,11 +150,19 @@ func (w *responseWriter) prepare() bool {
 	}
 	w.prepared = true
 	if w.m.cfg.Cluster {
-		if err := w.m.commit(w.r.Context(), w.s); err != nil {
+		if err := w.m.commit(w.r.Context(), &w.sess); err != nil {
 			w.aborted = true
-			w.m.log.Error("sessions: session not saved; answering with the error handler", "err", err)
-			// Keep memory consistent with storage: the next request reloads.
-			w.m.ram.remove(w.s.ID(), w.s)
+			if errors.Is(err, ErrSessionEnded) {
+				w.m.log.Info("sessions: a change to a session that ended meanwhile was not saved", "path", w.r.URL.Path)
+			} else {
+				w.m.log.Error("sessions: session not saved; answering with the error handler", "err", err)
+				// Keep memory consistent with storage: the next request reloads.
+				w.sess.mu.Lock()
+				if st := w.sess.st; st != nil {
+					w.m.ram.remove(w.sess.id, st)
+				}
+				w.sess.mu.Unlock()
+			}
 			w.m.cfg.ErrorHandler(w.ResponseWriter, w.r, err)
 			return false
 		}
@@ -148,40 +171,59 @@ func (w *responseWriter) prepare() bool {
 	return true
 }
 
+// setCookie decides, in one place, what the response says about the
+// session cookie, from what this request did: it sends the ID only if this
+// request created or renewed it, a deletion only if this request
+// invalidated the session and started no new one, and otherwise nothing —
+// whatever other requests did to the session meanwhile.
 func (w *responseWriter) setCookie() {
-	id := w.s.ID()
-	w.sent = id
-	if id == w.incoming && !w.refreshPersistentCookie(id) {
-		return
+	h := &w.sess
+	h.mu.Lock()
+	st, id, live := h.st, h.id, false
+	if st != nil {
+		st.mu.Lock()
+		live = h.liveLocked()
+		st.mu.Unlock()
 	}
+	created, renewed, invalidated := h.created, h.renewed, h.invalidated
+	h.mu.Unlock()
+
 	c := w.m.cfg.Cookie
 	cookie := http.Cookie{
-		Name: c.Name, Value: id, Path: c.Path, Domain: c.Domain,
+		Name: c.Name, Path: c.Path, Domain: c.Domain,
 		Secure: !c.Insecure, HttpOnly: !c.AllowScript, SameSite: c.SameSite,
 	}
 	switch {
-	case id == "":
-		cookie.MaxAge = -1 // invalidated: delete it
-	case c.Persist:
-		cookie.MaxAge = int((w.m.cfg.Timeout + time.Second - 1) / time.Second)
-		w.s.cookieSent.Store(w.m.now().UnixMilli())
+	case live && (created || renewed):
+		cookie.Value = id
+	case invalidated && st == nil && w.incoming != "":
+		cookie.MaxAge = -1 // logged out, no new session: delete it
+	case live && id == w.incoming && w.refreshPersistentCookie(st):
+		cookie.Value = id
+	default:
+		return
 	}
-	h := w.Header()
-	h.Add("Set-Cookie", cookie.String())
-	h.Add("Vary", "Cookie")
-	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+	if cookie.Value != "" && c.Persist {
+		cookie.MaxAge = int((w.m.cfg.Timeout + time.Second - 1) / time.Second)
+		st.cookieSent.Store(w.m.now().UnixMilli())
+	}
+	w.sent = cookie.Value
+	hd := w.Header()
+	hd.Add("Set-Cookie", cookie.String())
+	hd.Add("Vary", "Cookie")
+	hd.Add("Cache-Control", `no-cache="Set-Cookie"`)
 }
 
 // refreshPersistentCookie reports whether a persistent cookie (Max-Age)
 // should be sent again although the ID did not change: at most every
 // Timeout/10, so that an active user's cookie does not expire under them.
-func (w *responseWriter) refreshPersistentCookie(id string) bool {
-	if !w.m.cfg.Cookie.Persist || id == "" {
+func (w *responseWriter) refreshPersistentCookie(st *state) bool {
+	if !w.m.cfg.Cookie.Persist {
 		return false
 	}
 	now := w.m.now().UnixMilli()
-	last := w.s.cookieSent.Load()
-	return now-last >= w.m.touchEvery.Milliseconds() && w.s.cookieSent.CompareAndSwap(last, now)
+	last := st.cookieSent.Load()
+	return now-last >= w.m.touchEvery.Milliseconds() && st.cookieSent.CompareAndSwap(last, now)
 }
 
 // finish runs after the handler returned.
@@ -196,11 +238,15 @@ func (w *responseWriter) finish() {
 	if w.m.cfg.Cluster {
 		// Changes made after the header went out: save them, though the
 		// client can no longer be told of a failure.
-		if err := w.m.commit(w.r.Context(), w.s); err != nil {
+		if err := w.m.commit(w.r.Context(), &w.sess); err != nil {
 			w.m.log.Error("sessions: change made after the response started was not saved", "err", err)
 		}
 	}
-	if id := w.s.ID(); id != w.sent && id != "" {
+	h := &w.sess
+	h.mu.Lock()
+	late := (h.created || h.renewed) && h.id != w.sent
+	h.mu.Unlock()
+	if late {
 		w.m.log.Warn("sessions: session created or renewed after the response header was written; the client did not get its cookie",
 			"path", w.r.URL.Path)
 	}

@@ -3,13 +3,9 @@ package sessions
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/sessionstorage/sessions/serializer"
 )
 
 // Errors a Session reports. They are wrapped with detail; test with errors.Is.
@@ -25,11 +21,26 @@ var (
 	// ErrNoSession: a method was called on a nil *Session, which is what
 	// FromContext returns outside Manager.Handler.
 	ErrNoSession = errors.New("sessions: no session (is the handler wrapped by Manager.Handler?)")
-	ErrSessionEnded = errors.New("sessions: session ended")
+	// ErrSessionEnded: the session this request started under was renewed
+	// by another request, invalidated, or timed out while the request ran
+	// (or this is the read-only copy OnSessionEnd receives). The call
+	// changed nothing and started no new session. In cluster mode a change
+	// that could not be saved because the session ended on another server
+	// reaches the ErrorHandler with this error (409 by default).
+	ErrSessionEnded = errors.New("sessions: the session ended while this request ran")
 )
 
-// Session is one user's data. It is safe for concurrent use: concurrent
-// requests of one user on one server share one *Session.
+// Session is one request's view of its session. FromContext returns it
+// inside a handler wrapped by Manager.Handler; it is safe for concurrent use
+// by the goroutines of that request.
+//
+// Concurrent requests of one session on one server share its data, but each
+// has its own *Session, which records what this request did: only the
+// request that created, renewed or invalidated a session changes its cookie.
+// When another request renews or invalidates the session, or it times out,
+// while this one runs, this *Session sees an ended session: reads find
+// nothing, and Set, Delete and Renew return ErrSessionEnded and change
+// nothing.
 //
 // A Session that was never written to has no ID, is not kept in memory or
 // storage, and sends no cookie; the first Set gives it an ID and makes it
@@ -43,50 +54,67 @@ var (
 type Session struct {
 	m *Manager
 
-	// commitMu serialises storage writes of this session on this server
-	// (cluster commits, write-behind flushes), held across the I/O.
-	commitMu sync.Mutex
-
-	mu       sync.Mutex
-	id       string // "" until the session is first written
-	key      string // storage key, derived from id
-	values   map[string]entry
-	size     int               // encoded size of values, roughly as stored
-	dirty    map[string]uint64 // keys changed since the last store → change seq
-	seq      uint64
-	created  int64 // Unix ms
-	revision uint64
-	base     []byte // cluster mode: the stored bytes this copy is based on
-	// storedAccess is the LastAccess (Unix ms) of the latest stored
-	// envelope, 0 while the session has never been stored; a touch is due when it falls
-	// Timeout/10 behind. Written under mu, read without it.
-	storedAccess atomic.Int64
-
-	lastAccess atomic.Int64 // Unix ns
-	cookieSent atomic.Int64 // Unix ms of the last persistent cookie sent
-	queued     atomic.Bool  // in the write-behind queue
-	ended      atomic.Bool  // timed out: OnSessionEnd has fired
+	mu sync.Mutex // protects following fields
+	// st is the session this request uses; nil until one is loaded or
+	// started. The request holds it under id: when st.id moves on (a Renew
+	// by another request) or st ends, this handle sees an ended session.
+	st *state
+	id string
+	// pinned: st.users counts this request, so st stays resident.
+	pinned bool
+	// What this request did, for the cookie: see responseWriter.setCookie.
+	created, renewed, invalidated bool
+	// wrote: this request changed st (cluster mode reports a change lost
+	// to an end elsewhere).
+	wrote bool
+	// readOnly: the copy OnSessionEnd receives.
+	readOnly bool
+	// finished: the request's handler returned; a session started after
+	// that (by a goroutine it left running) is not pinned.
+	finished bool
 }
 
-type entry struct {
-	raw []byte // the codec's encoding
-	val any    // the decoded value, or notDecoded
+// liveLocked reports whether this request may use st: it is the session
+// the request holds, under the ID the request holds it by, and not ended.
+// The caller holds s.mu and s.st.mu.
+func (s *Session) liveLocked() bool {
+	return s.readOnly || (!s.st.ended && s.st.id == s.id)
 }
 
-// notDecoded marks an entry whose value has not been decoded yet (nil is a
-// value like any other).
-type notDecodedType struct{}
+// view locks the state this request may read and returns it, or nil (with
+// nothing locked) when there is none.
+func (s *Session) view() *state {
+	s.mu.Lock()
+	st := s.st
+	if st == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	st.mu.Lock()
+	if !s.liveLocked() {
+		st.mu.Unlock()
+		s.mu.Unlock()
+		return nil
+	}
+	return st
+}
 
-var notDecoded any = notDecodedType{}
+func (s *Session) unview(st *state) {
+	st.mu.Unlock()
+	s.mu.Unlock()
+}
 
 // ID returns the session ID, the value of the session cookie; "" for a
-// session that has not been written yet.
+// session that has not been written yet or has ended.
 func (s *Session) ID() string {
 	if s == nil {
 		return ""
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	st := s.view()
+	if st == nil {
+		return ""
+	}
+	defer s.unview(st)
 	return s.id
 }
 
@@ -95,12 +123,15 @@ func (s *Session) CreatedAt() time.Time {
 	if s == nil {
 		return time.Time{}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.created == 0 {
+	st := s.view()
+	if st == nil {
 		return time.Time{}
 	}
-	return time.UnixMilli(s.created)
+	defer s.unview(st)
+	if st.created == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(st.created)
 }
 
 // LastAccess returns when a request last used the session on this server.
@@ -108,7 +139,12 @@ func (s *Session) LastAccess() time.Time {
 	if s == nil {
 		return time.Time{}
 	}
-	return time.Unix(0, s.lastAccess.Load())
+	st := s.view()
+	if st == nil {
+		return time.Time{}
+	}
+	defer s.unview(st)
+	return time.Unix(0, st.lastAccess.Load())
 }
 
 // Get returns the value under key, decoded into the codec's natural Go
@@ -119,9 +155,12 @@ func (s *Session) Get(key string) (value any, ok bool) {
 	if s == nil {
 		return nil, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.values[key]
+	st := s.view()
+	if st == nil {
+		return nil, false
+	}
+	defer s.unview(st)
+	e, ok := st.values[key]
 	if !ok {
 		return nil, false
 	}
@@ -134,7 +173,7 @@ func (s *Session) Get(key string) (value any, ok bool) {
 		return nil, false
 	}
 	e.val = v
-	s.values[key] = e
+	st.values[key] = e
 	return v, true
 }
 
@@ -147,9 +186,12 @@ func Get[T any](s *Session, key string) (value T, ok bool, err error) {
 	if s == nil {
 		return zero, false, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.values[key]
+	st := s.view()
+	if st == nil {
+		return zero, false, nil
+	}
+	defer s.unview(st)
+	e, ok := st.values[key]
 	if !ok {
 		return zero, false, nil
 	}
@@ -163,8 +205,26 @@ func Get[T any](s *Session, key string) (value T, ok bool, err error) {
 		return zero, true, fmt.Errorf("sessions: value %q does not decode as %T: %w", key, zero, err)
 	}
 	e.val = v
-	s.values[key] = e
+	st.values[key] = e
 	return v, true, nil
+}
+
+// Keys returns the keys present, sorted.
+func (s *Session) Keys() []string {
+	if s == nil {
+		return nil
+	}
+	st := s.view()
+	if st == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(st.values))
+	for k := range st.values {
+		keys = append(keys, k)
+	}
+	s.unview(st)
+	sort.Strings(keys)
+	return keys
 }
 
 // Set stores value under key. The value is encoded at once: a value the
@@ -172,7 +232,8 @@ func Get[T any](s *Session, key string) (value T, ok bool, err error) {
 // ErrUnserializable naming the key and type, and the session is unchanged;
 // so does a change that would exceed Config.MaxSessionSize
 // (ErrSessionTooLarge) or a bad key (ErrInvalidKey). The first Set of a new
-// session gives it its ID.
+// session gives it its ID. A Set on a session that ended while this request
+// ran returns ErrSessionEnded.
 func (s *Session) Set(key string, value any) error {
 	if s == nil {
 		return ErrNoSession
@@ -187,67 +248,104 @@ func (s *Session) Set(key string, value any) error {
 	if err != nil {
 		return fmt.Errorf("%w: Set(%q) with a %T: %v", ErrUnserializable, key, value, err)
 	}
-	s.mu.Lock()
-	old, had := s.values[key]
-	size := s.size + len(raw)
-	if had {
-		size -= len(old.raw)
-	} else {
-		size += len(key) + fieldOverhead
-	}
-	if size > s.m.cfg.MaxSessionSize {
-		s.mu.Unlock()
-		return fmt.Errorf("%w: Set(%q) would make it %d bytes, over the limit of %d", ErrSessionTooLarge, key, size, s.m.cfg.MaxSessionSize)
-	}
-	started := s.startLocked()
-	s.values[key] = entry{raw: raw, val: value}
-	s.size = size
-	s.markDirtyLocked(key)
-	s.mu.Unlock()
-	s.m.changed(s, started)
-	return nil
+	return s.change(key, func(st *state) error {
+		old, had := st.values[key]
+		size := st.size + len(raw)
+		if had {
+			size -= len(old.raw)
+		} else {
+			size += len(key) + fieldOverhead
+		}
+		if size > s.m.cfg.MaxSessionSize {
+			return fmt.Errorf("%w: Set(%q) would make it %d bytes, over the limit of %d", ErrSessionTooLarge, key, size, s.m.cfg.MaxSessionSize)
+		}
+		st.values[key] = entry{raw: raw, val: value}
+		st.size = size
+		return nil
+	})
 }
 
-// Delete removes key; deleting a missing key does nothing.
+// Delete removes key; deleting a missing key does nothing. It returns
+// ErrSessionEnded, and does nothing, when the session ended while this
+// request ran.
 func (s *Session) Delete(key string) error {
 	if s == nil {
-		return nil
+		return ErrNoSession
 	}
+	return s.change(key, func(st *state) error {
+		old, had := st.values[key]
+		if !had {
+			return errNoChange
+		}
+		delete(st.values, key)
+		st.size -= len(key) + fieldOverhead + len(old.raw)
+		return nil
+	})
+}
+
+// errNoChange: a change function found nothing to do.
+var errNoChange = errors.New("no change")
+
+// change applies fn to the session under its lock and marks key dirty,
+// starting a new session first if this request has none (only when fn
+// will change it: a Delete on no session is a no-op).
+func (s *Session) change(key string, fn func(st *state) error) error {
 	s.mu.Lock()
-	old, had := s.values[key]
-	if !had {
+	if s.readOnly {
 		s.mu.Unlock()
-		return nil
+		return fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
 	}
-	delete(s.values, key)
-	s.size -= len(key) + fieldOverhead + len(old.raw)
-	s.markDirtyLocked(key)
+	st, started := s.st, false
+	if st == nil {
+		st = s.m.newState()
+		started = true
+	}
+	st.mu.Lock()
+	if !started && !s.liveLocked() {
+		st.mu.Unlock()
+		s.mu.Unlock()
+		return fmt.Errorf("%w: it was renewed, invalidated or timed out by another request", ErrSessionEnded)
+	}
+	if err := fn(st); err != nil {
+		st.mu.Unlock()
+		s.mu.Unlock()
+		if err == errNoChange {
+			return nil
+		}
+		return err
+	}
+	if started {
+		s.m.startLocked(st)
+		s.st, s.id, s.pinned, s.created = st, st.id, !s.finished, true
+		if s.pinned {
+			st.users.Store(1)
+		}
+	}
+	st.markDirtyLocked(key)
+	s.wrote = true
+	st.mu.Unlock()
+	if started {
+		s.m.ram.insert(st.id, st)
+	}
 	s.mu.Unlock()
-	s.m.changed(s, false)
+	s.m.changed(s, st, started)
 	return nil
 }
 
-// Keys returns the keys present, sorted.
-func (s *Session) Keys() []string {
-	if s == nil {
-		return nil
-	}
-	s.mu.Lock()
-	keys := make([]string, 0, len(s.values))
-	for k := range s.values {
-		keys = append(keys, k)
-	}
-	s.mu.Unlock()
-	sort.Strings(keys)
-	return keys
-}
-
-// Renew gives the session a new ID and keeps its data; the entry under the
-// old ID is removed from memory and storage. Call it when privileges change,
-// such as at login, to defeat session fixation. The response carries the
-// new cookie. In cluster mode the storage work happens before Renew
-// returns, and its error is returned; in sticky mode it is written behind.
-// Renewing a session that was never written does nothing.
+// Renew gives the session a new ID and keeps its data; the old ID stops
+// working at once, on every server, including for requests that are
+// running under it (they see an ended session). Call it when privileges
+// change, such as at login, to defeat session fixation. The response
+// carries the new cookie. Renewing a session that was never written does
+// nothing.
+//
+// Failure: in cluster mode the new entry is written and the old one
+// removed before Renew returns; if either storage call fails, Renew
+// returns the error and the session keeps its ID, its data and its cookie,
+// as if Renew had not been called. In sticky mode Renew does not fail on
+// storage: the change is in memory at once and written behind, retried
+// until storage takes it. It returns ErrSessionEnded if the session ended
+// while this request ran.
 func (s *Session) Renew() error {
 	if s == nil {
 		return ErrNoSession
@@ -256,199 +354,20 @@ func (s *Session) Renew() error {
 }
 
 // Invalidate ends the session: its data is removed from memory and storage,
-// OnSessionEnd fires, and the response deletes the cookie. The *Session is
+// OnSessionEnd fires, and the response deletes the cookie. This *Session is
 // then empty and new: a later Set starts a new session with a new ID (log
-// out, then continue as a guest). In cluster mode the storage delete happens
-// before Invalidate returns, and its error is returned; in sticky mode it is
-// written behind.
+// out, then continue as a guest). Invalidating a session that ended while
+// this request ran does the same, without an end event or a cookie change.
+//
+// Failure: in cluster mode the stored entry is deleted before Invalidate
+// returns; if that fails, Invalidate returns the error and nothing
+// changed: no end event, same ID, same cookie, same data. In sticky mode
+// Invalidate does not fail on storage: the session is gone from memory at
+// once, no request can load it again, and the storage delete is retried
+// until storage takes it.
 func (s *Session) Invalidate() error {
 	if s == nil {
 		return ErrNoSession
 	}
 	return s.m.invalidate(s)
 }
-
-// fieldOverhead approximates the envelope bytes around one value.
-const fieldOverhead = 4
-
-// startLocked gives a new session its identity. It reports whether it did,
-// so that the caller fires OnSessionStart once the lock is released.
-func (s *Session) startLocked() bool {
-	if s.id != "" {
-		return false
-	}
-	s.id = newID()
-	s.key = storageKey(s.m.cfg.KeyPrefix, s.id)
-	s.created = s.m.now().UnixMilli()
-	s.ended.Store(false)
-	return true
-}
-
-func (s *Session) markDirtyLocked(key string) {
-	s.seq++
-	if s.dirty == nil {
-		s.dirty = make(map[string]uint64)
-	}
-	s.dirty[key] = s.seq
-}
-
-// resetLocked turns s into a new, empty, unwritten session.
-func (s *Session) resetLocked() {
-	s.id, s.key = "", ""
-	s.values = make(map[string]entry)
-	s.size, s.dirty, s.revision, s.created = 0, nil, 0, 0
-	s.base = nil
-	s.storedAccess.Store(0)
-}
-
-// envelopeLocked encodes the whole session as it is now, stamped with
-// the given access time, as the next revision.
-func (s *Session) envelopeLocked(now time.Time) []byte {
-	env := serializer.Envelope{
-		Codec:      s.m.codec.ID(),
-		Created:    s.created,
-		LastAccess: now.UnixMilli(),
-		Expires:    now.Add(s.m.cfg.Timeout).UnixMilli(),
-		Revision:   s.revision + 1,
-		Values:     make([]serializer.Field, 0, len(s.values)),
-	}
-	for k, e := range s.values {
-		env.Values = append(env.Values, serializer.Field{Key: k, Value: e.raw})
-	}
-	if s.m.sealer != nil {
-		return s.m.sealer.Seal(env.Marshal(), []byte(s.key))
-	}
-	return env.Marshal()
-}
-
-// storedLocked records a successful write of data, an envelope made by
-// envelopeLocked at access time now when the change counter was at seq.
-func (s *Session) storedLocked(data []byte, now time.Time, seq uint64, keepBase bool) {
-	s.revision++
-	s.storedAccess.Store(now.UnixMilli())
-	if keepBase {
-		s.base = data
-	}
-	for k, v := range s.dirty {
-		if v <= seq {
-			delete(s.dirty, k)
-		}
-	}
-	if len(s.dirty) == 0 {
-		s.dirty = nil // most sessions are clean most of the time
-	}
-}
-
-// adoptLocked makes s reflect a stored envelope (read at request start, or
-// after losing a compare-and-swap) while keeping this server's uncommitted
-// changes on top: the key-level merge of cluster mode.
-func (s *Session) adoptLocked(env *serializer.Envelope, data []byte) {
-	values := make(map[string]entry, len(env.Values)+len(s.dirty))
-	size := 0
-	for _, f := range env.Values {
-		values[f.Key] = entry{raw: f.Value, val: notDecoded}
-		size += len(f.Key) + fieldOverhead + len(f.Value)
-	}
-	for k := range s.dirty {
-		old, had := values[k]
-		if had {
-			size -= len(k) + fieldOverhead + len(old.raw)
-		}
-		if e, ok := s.values[k]; ok {
-			values[k] = e
-			size += len(k) + fieldOverhead + len(e.raw)
-		} else {
-			delete(values, k)
-		}
-	}
-	s.values, s.size = values, size
-	s.revision = env.Revision
-	s.created = env.Created
-	s.storedAccess.Store(env.LastAccess)
-	s.base = data
-}
-
-// checkSerializable rejects what no codec can store before the codec sees
-// it: funcs, chans, unsafe pointers and cyclic values (which would make
-// msgpack and gob recurse until the stack overflows).
-func checkSerializable(v any) error {
-	switch v.(type) {
-	case nil, string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64,
-		float32, float64, []byte, time.Time, time.Duration, []string, []int, map[string]string:
-		return nil
-	}
-	return walkValue(reflect.ValueOf(v), map[uintptr]bool{}, 0)
-}
-
-const maxDepth = 10000
-
-func walkValue(v reflect.Value, onPath map[uintptr]bool, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("nested deeper than %d levels", maxDepth)
-	}
-	switch v.Kind() {
-	case reflect.Func, reflect.Chan, reflect.UnsafePointer:
-		return fmt.Errorf("contains a %s", v.Type())
-	case reflect.Pointer, reflect.Map, reflect.Slice:
-		if v.IsNil() {
-			return nil
-		}
-		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() <= reflect.Complex128 {
-			return nil // slice of scalars: cannot hold anything bad
-		}
-		p := v.Pointer()
-		if v.Kind() == reflect.Slice {
-			// A slice is a cycle only if an element leads back to it; key
-			// on its array plus length so that sub-slices don't collide.
-			p ^= uintptr(v.Len()) << 48
-		}
-		if onPath[p] {
-			return fmt.Errorf("contains a cycle through a %s", v.Type())
-		}
-		onPath[p] = true
-		defer delete(onPath, p)
-		switch v.Kind() {
-		case reflect.Pointer:
-			return walkValue(v.Elem(), onPath, depth+1)
-		case reflect.Map:
-			it := v.MapRange()
-			for it.Next() {
-				if err := walkValue(it.Key(), onPath, depth+1); err != nil {
-					return err
-				}
-				if err := walkValue(it.Value(), onPath, depth+1); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		fallthrough
-	case reflect.Array:
-		for i := 0; i < v.Len(); i++ {
-			if err := walkValue(v.Index(i), onPath, depth+1); err != nil {
-				return err
-			}
-		}
-	case reflect.Interface:
-		if !v.IsNil() {
-			return walkValue(v.Elem(), onPath, depth+1)
-		}
-	case reflect.Struct:
-		t := v.Type()
-		for i := 0; i < v.NumField(); i++ {
-			f := t.Field(i)
-			// Codecs skip unexported fields and fields tagged "-".
-			if !f.IsExported() || f.Tag.Get("msgpack") == "-" || f.Tag.Get("json") == "-" {
-				continue
-			}
-			if err := walkValue(v.Field(i), onPath, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// stored reports whether an entry for the
-// session's key has been written (or read) in storage.
-func (s *Session) stored() bool { return s.storedAccess.Load() != 0 }

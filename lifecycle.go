@@ -1,0 +1,516 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessionstorage/sessions/serializer"
+)
+
+// This file owns a session's lifecycle: the states a session goes through
+// on this server and every transition between them. docs/architecture.md
+// has the table of what memory, storage, cookies and OnSessionEnd see at
+// each transition.
+//
+//	(none) --first Set--> live --Renew--> live under a new ID
+//	                      live --Invalidate / timeout / gone from storage--> ended
+//	                      live --idle eviction (no request using it, nothing unsaved)--> (not resident)
+//
+// One *state per session per server is shared by every request using it;
+// each request has its own *Session handle, bound to the state under the
+// ID the request arrived with (or started). A handle whose state ended or
+// moved to another ID sees an ended session. The rules that keep a session
+// from coming back once ended:
+//   - ended is set under st.mu and never cleared; a state is never reused.
+//   - sticky mode queues the storage delete (a tombstone the memory-miss
+//     path checks) before the state leaves memory, and the tombstone stays
+//     until storage acknowledged the delete, so no request loads the entry
+//     back while the delete is queued or in flight.
+//   - a memory miss publishes a loading placeholder before it reads
+//     storage: concurrent misses of one ID wait for that one read.
+//   - requests pin their state (users), and the sweeper takes a state out
+//     of memory only under the shard's write lock with users == 0.
+
+// state is one session as this server holds it.
+type state struct {
+	m *Manager
+
+	// commitMu serialises storage writes of this session on this server in
+	// cluster mode (commits, Renew, Invalidate), held across the I/O.
+	commitMu sync.Mutex
+
+	// users counts the requests using the state; the sweeper neither
+	// evicts nor times out a state in use. Changed under the RAM shard's
+	// read lock (acquire) or freely when decrementing.
+	users atomic.Int32
+	// ready is false while a load from storage fills a placeholder
+	// (sticky mode); loading is closed, and loadErr set, when it is done.
+	ready   atomic.Bool
+	loading chan struct{}
+	loadErr error
+
+	mu       sync.Mutex // protects following fields
+	id       string     // "" until the session is first written
+	key      string     // storage key, derived from id
+	ended    bool       // invalidated, timed out or gone from storage: final
+	values   map[string]entry
+	size     int               // encoded size of values, roughly as stored
+	dirty    map[string]uint64 // keys changed since the last store → change seq
+	seq      uint64
+	created  int64 // Unix ms
+	revision uint64
+	base     []byte // cluster mode: the stored bytes this copy is based on
+	expires  int64  // Unix ms: deadline of the stored copy (0: never stored)
+
+	// storedAccess is the LastAccess (Unix ms) of the latest stored
+	// envelope, 0 while the session has not been stored under its current
+	// key; a touch is due when it falls Timeout/10 behind. Written under
+	// mu, read without it.
+	storedAccess atomic.Int64
+
+	lastAccess atomic.Int64 // Unix ns: when a request last started or finished using it
+	cookieSent atomic.Int64 // Unix ms of the last persistent cookie sent
+	queued     atomic.Bool  // in the write-behind queue (changed under the queue's lock)
+}
+
+type entry struct {
+	raw []byte // the codec's encoding
+	val any    // the decoded value, or notDecoded
+}
+
+// notDecoded marks an entry whose value has not been decoded yet (nil is a
+// value like any other).
+type notDecodedType struct{}
+
+var notDecoded any = notDecodedType{}
+
+// fieldOverhead approximates the envelope bytes around one value.
+const fieldOverhead = 4
+
+// newState returns an unwritten session (no ID, not resident).
+func (m *Manager) newState() *state {
+	st := &state{m: m, values: make(map[string]entry)}
+	st.lastAccess.Store(m.now().UnixNano())
+	st.ready.Store(true)
+	return st
+}
+
+// startLocked gives a new session its identity.
+func (m *Manager) startLocked(st *state) {
+	st.id = newID()
+	st.key = storageKey(m.cfg.KeyPrefix, st.id)
+	st.created = m.now().UnixMilli()
+}
+
+func (st *state) markDirtyLocked(key string) {
+	st.seq++
+	if st.dirty == nil {
+		st.dirty = make(map[string]uint64)
+	}
+	st.dirty[key] = st.seq
+}
+
+// stored reports whether an entry for the session's current key has been
+// written (or read) in storage.
+func (st *state) stored() bool { return st.storedAccess.Load() != 0 }
+
+// envelopeLocked encodes the whole session as it is now, for storage key
+// key (sealed entries are bound to it), stamped with access time now, as
+// the next revision.
+func (st *state) envelopeLocked(key string, now time.Time) []byte {
+	m := st.m
+	env := serializer.Envelope{
+		Codec:      m.codec.ID(),
+		Created:    st.created,
+		LastAccess: now.UnixMilli(),
+		Expires:    now.Add(m.cfg.Timeout).UnixMilli(),
+		Revision:   st.revision + 1,
+		Values:     make([]serializer.Field, 0, len(st.values)),
+	}
+	for k, e := range st.values {
+		env.Values = append(env.Values, serializer.Field{Key: k, Value: e.raw})
+	}
+	if m.sealer != nil {
+		return m.sealer.Seal(env.Marshal(), []byte(key))
+	}
+	return env.Marshal()
+}
+
+// storedLocked records a successful write of data under key: an envelope
+// made by envelopeLocked at access time now when the change counter was at
+// seq. A write for a key the session no longer has (renewed meanwhile) or
+// of an ended session records nothing.
+func (st *state) storedLocked(key string, data []byte, now time.Time, seq uint64, keepBase bool) {
+	if st.key != key || st.ended {
+		return
+	}
+	st.revision++
+	st.storedAccess.Store(now.UnixMilli())
+	st.expires = now.Add(st.m.cfg.Timeout).UnixMilli()
+	if keepBase {
+		st.base = data
+	}
+	for k, v := range st.dirty {
+		if v <= seq {
+			delete(st.dirty, k)
+		}
+	}
+	if len(st.dirty) == 0 {
+		st.dirty = nil // most sessions are clean most of the time
+	}
+}
+
+// adoptLocked makes st reflect a stored envelope (read at request start, or
+// after losing a compare-and-swap) while keeping this server's uncommitted
+// changes on top: the key-level merge of cluster mode.
+func (st *state) adoptLocked(env *serializer.Envelope, data []byte) {
+	values := make(map[string]entry, len(env.Values)+len(st.dirty))
+	size := 0
+	for _, f := range env.Values {
+		values[f.Key] = entry{raw: f.Value, val: notDecoded}
+		size += len(f.Key) + fieldOverhead + len(f.Value)
+	}
+	for k := range st.dirty {
+		old, had := values[k]
+		if had {
+			size -= len(k) + fieldOverhead + len(old.raw)
+		}
+		if e, ok := st.values[k]; ok {
+			values[k] = e
+			size += len(k) + fieldOverhead + len(e.raw)
+		} else {
+			delete(values, k)
+		}
+	}
+	st.values, st.size = values, size
+	st.revision = env.Revision
+	st.created = env.Created
+	st.expires = env.Expires
+	st.storedAccess.Store(env.LastAccess)
+	st.base = data
+}
+
+// stateFromEnvelope builds a session from stored bytes, not yet resident.
+func (m *Manager) stateFromEnvelope(id, key string, env *serializer.Envelope, data []byte, keepBase bool) *state {
+	st := &state{m: m, id: id, key: key}
+	st.adoptLocked(env, data)
+	if !keepBase {
+		st.base = nil
+	}
+	st.lastAccess.Store(m.now().UnixNano())
+	st.ready.Store(true)
+	return st
+}
+
+// snapshotLocked copies st for OnSessionEnd: a read-only *Session that
+// outlives st's reset.
+func (m *Manager) snapshotLocked(st *state) *Session {
+	c := &state{m: m, id: st.id, key: st.key, created: st.created, revision: st.revision, ended: true,
+		values: make(map[string]entry, len(st.values))}
+	for k, e := range st.values {
+		c.values[k] = e
+	}
+	c.lastAccess.Store(st.lastAccess.Load())
+	return &Session{m: m, st: c, id: st.id, readOnly: true}
+}
+
+func (m *Manager) fireEnd(s *Session, reason EndReason) {
+	m.stats.ended.Add(1)
+	if m.cfg.OnSessionEnd != nil {
+		m.cfg.OnSessionEnd(s, reason)
+	}
+}
+
+// acquire finds the session for a valid incoming ID and pins it for the
+// request (release unpins it): nil, and no error, when there is none, so
+// that the request starts without a session.
+func (m *Manager) acquire(ctx context.Context, id string, now time.Time) (*state, error) {
+	if m.cfg.Cluster {
+		return m.loadCluster(ctx, id, now)
+	}
+	deadline := now.UnixNano() - int64(m.cfg.Timeout)
+	st, expired := m.ram.acquire(id, deadline)
+	switch {
+	case expired:
+		// Past its deadline and not in use: it ends here, not later in
+		// a sweep (which would let this request revive it).
+		if st = m.ram.acquireUnlessExpired(m, id, deadline); st == nil {
+			return nil, nil
+		}
+	case st == nil:
+		return m.loadSticky(ctx, id, now)
+	}
+	return m.await(ctx, st, id)
+}
+
+// await returns a pinned state once it is loaded, if it is still the live
+// session id; else it unpins it.
+func (m *Manager) await(ctx context.Context, st *state, id string) (*state, error) {
+	if !st.ready.Load() {
+		select {
+		case <-st.loading:
+		case <-ctx.Done():
+			m.release(st)
+			return nil, ctx.Err()
+		}
+		if st.loadErr != nil {
+			m.release(st)
+			return nil, st.loadErr
+		}
+	}
+	st.mu.Lock()
+	live := !st.ended && st.id == id
+	st.mu.Unlock()
+	if !live {
+		m.release(st)
+		return nil, nil
+	}
+	return st, nil
+}
+
+// release unpins a state a request acquired or started.
+func (m *Manager) release(st *state) {
+	st.lastAccess.Store(m.now().UnixNano())
+	st.users.Add(-1)
+}
+
+// loadSticky reads a session missing from memory (sticky mode). A
+// placeholder in memory makes concurrent misses of the same ID wait for
+// this one read instead of loading copies of their own.
+func (m *Manager) loadSticky(ctx context.Context, id string, now time.Time) (*state, error) {
+	key := storageKey(m.cfg.KeyPrefix, id)
+	if m.wb.deleting(key) {
+		return nil, nil // ended here; its delete has not reached storage yet
+	}
+	ph := &state{m: m, id: id, key: key, loading: make(chan struct{})}
+	ph.users.Store(1)
+	ph.lastAccess.Store(now.UnixNano())
+	if cur := m.ram.insertOrAcquire(id, ph); cur != nil {
+		return m.await(ctx, cur, id)
+	}
+	// Checked again now that the placeholder is published: an end that
+	// queued its delete before this point is seen here, one after it
+	// finds the placeholder.
+	if m.wb.deleting(key) {
+		m.loadFailed(ph, nil)
+		return nil, nil
+	}
+	// The read serves every request waiting on the placeholder: it must
+	// not fail because this request's client went away.
+	data, err := m.read(context.WithoutCancel(ctx), key)
+	var env *serializer.Envelope
+	if err == nil {
+		env = m.decode(key, data)
+	}
+	switch {
+	case err != nil && !errors.Is(err, errNotFound):
+		m.loadFailed(ph, err)
+		return nil, err
+	case err != nil || env == nil:
+		m.loadFailed(ph, nil)
+		return nil, nil
+	}
+	ph.mu.Lock()
+	ph.adoptLocked(env, data)
+	ph.base = nil // sticky mode writes blindly
+	if env.Expires < now.UnixMilli() {
+		snap := m.snapshotLocked(ph)
+		ph.ended = true
+		ph.mu.Unlock()
+		m.wb.addDelete(key)
+		m.loadFailed(ph, nil)
+		m.fireEnd(snap, EndTimeout)
+		return nil, nil
+	}
+	ph.mu.Unlock()
+	ph.ready.Store(true)
+	close(ph.loading)
+	return ph, nil
+}
+
+// loadFailed ends a placeholder whose load found nothing (err nil) or
+// failed, and wakes its waiters.
+func (m *Manager) loadFailed(ph *state, err error) {
+	ph.mu.Lock()
+	ph.ended = true
+	ph.mu.Unlock()
+	ph.loadErr = err
+	m.ram.remove(ph.id, ph)
+	ph.users.Add(-1)
+	ph.ready.Store(true)
+	close(ph.loading)
+}
+
+// changed is called after every change a request made to st; started
+// says the change created it.
+func (m *Manager) changed(h *Session, st *state, started bool) {
+	if started && m.cfg.OnSessionStart != nil {
+		m.cfg.OnSessionStart(h)
+	}
+	if !m.cfg.Cluster {
+		m.enqueue(st)
+	}
+}
+
+// renew moves the request's session to a new ID.
+func (m *Manager) renew(h *Session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.readOnly {
+		return fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
+	}
+	st := h.st
+	if st == nil {
+		return nil // never written: nothing to renew
+	}
+	if m.cfg.Cluster {
+		st.commitMu.Lock()
+		defer st.commitMu.Unlock()
+	}
+	st.mu.Lock()
+	if !h.liveLocked() {
+		st.mu.Unlock()
+		return fmt.Errorf("%w: Renew: it was renewed, invalidated or timed out by another request", ErrSessionEnded)
+	}
+	oldID, oldKey := st.id, st.key
+	newID := newID()
+	newKey := storageKey(m.cfg.KeyPrefix, newID)
+	if !m.cfg.Cluster {
+		st.id, st.key = newID, newKey
+		st.storedAccess.Store(0)
+		st.expires = 0
+		st.mu.Unlock()
+		// The old key's delete (a tombstone) is queued before the old ID
+		// leaves memory, so no request can load the old entry back.
+		m.wb.renamed(oldKey, newKey, st)
+		m.ram.move(oldID, newID, st)
+		h.id, h.renewed = newID, true
+		return nil
+	}
+	wasStored := st.stored()
+	now := m.now()
+	data := st.envelopeLocked(newKey, now)
+	seq := st.seq
+	st.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+	defer cancel()
+	ok, err := m.storage.compareAndSwap(ctx, newKey, nil, data, m.storeTTL)
+	if err == nil && !ok {
+		err = errors.New("an entry already exists under the new key")
+	}
+	if err != nil {
+		m.storageFailed("renew", err)
+		m.log.Warn("sessions: Renew failed; the session keeps its ID", "err", err)
+		return fmt.Errorf("sessions: renew: writing the new entry (the session keeps its ID): %w", err)
+	}
+	m.stats.writes.Add(1)
+	if wasStored {
+		if err := m.storage.delete(ctx, oldKey); err != nil {
+			m.storageFailed("renew", err)
+			// Undo: the session keeps its old ID; the new entry, under an
+			// ID nobody was given, is removed (or expires).
+			uctx, ucancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+			_ = m.storage.delete(uctx, newKey)
+			ucancel()
+			m.log.Warn("sessions: Renew failed; the session keeps its ID", "err", err)
+			return fmt.Errorf("sessions: renew: removing the old entry (the session keeps its ID): %w", err)
+		}
+		m.stats.deletes.Add(1)
+	}
+	m.storageOK()
+	st.mu.Lock()
+	st.id, st.key = newID, newKey
+	st.storedAccess.Store(0)
+	st.storedLocked(newKey, data, now, seq, true)
+	st.mu.Unlock()
+	m.ram.move(oldID, newID, st)
+	h.id, h.renewed = newID, true
+	return nil
+}
+
+// invalidate ends the request's session everywhere and leaves the request
+// without one.
+func (m *Manager) invalidate(h *Session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.readOnly {
+		return fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
+	}
+	st := h.st
+	if st == nil {
+		return nil
+	}
+	if m.cfg.Cluster {
+		st.commitMu.Lock()
+		defer st.commitMu.Unlock()
+	}
+	st.mu.Lock()
+	if !h.liveLocked() {
+		// Ended by another request meanwhile: this one goes on as a guest.
+		st.mu.Unlock()
+		h.drop()
+		return nil
+	}
+	id, key := st.id, st.key
+	if m.cfg.Cluster && st.stored() {
+		// Cluster commits of this session hold commitMu, as this does:
+		// none can write it back between the delete and the end.
+		st.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+		err := m.storage.delete(ctx, key)
+		cancel()
+		if err != nil {
+			m.storageFailed("invalidate", err)
+			m.log.Warn("sessions: Invalidate failed; the session is unchanged", "err", err)
+			return fmt.Errorf("sessions: invalidate (the session is unchanged): %w", err)
+		}
+		m.stats.deletes.Add(1)
+		m.storageOK()
+		st.mu.Lock()
+	}
+	snap := m.snapshotLocked(st)
+	st.ended = true
+	st.mu.Unlock()
+	if !m.cfg.Cluster {
+		// Unconditionally: a write-behind batch may be storing the key
+		// right now, before the session records that it is stored; the
+		// delete is queued after it and lands after it.
+		m.wb.addDelete(key)
+	}
+	m.ram.remove(id, st)
+	h.drop()
+	h.invalidated = true
+	m.fireEnd(snap, EndInvalidated)
+	return nil
+}
+
+// drop leaves the request without a session (h.mu held).
+func (h *Session) drop() {
+	if h.pinned {
+		h.m.release(h.st)
+	}
+	h.st, h.id, h.pinned, h.created, h.renewed, h.wrote = nil, "", false, false, false, false
+}
+
+// endIdle ends a resident session that timed out (sticky mode); the
+// caller holds the RAM shard's write lock and checked that no request
+// uses st. It reports the end to fire once the lock is released, nil if
+// st had already ended.
+func (m *Manager) endIdleLocked(st *state) *Session {
+	st.mu.Lock()
+	if st.ended {
+		st.mu.Unlock()
+		return nil
+	}
+	snap := m.snapshotLocked(st)
+	st.ended = true
+	key := st.key
+	st.mu.Unlock()
+	m.wb.addDelete(key) // before it leaves memory: see renew
+	return snap
+}
