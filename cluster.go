@@ -32,7 +32,7 @@ import (
 
 // writeBehind is sticky mode's queue: the latest operation per storage key.
 type writeBehind struct {
-	mu  sync.Mutex         // protects following fields
+	mu  sync.Mutex        // protects following fields
 	ops map[string]*state // storage key → session to write; nil: delete
 	// tomb holds the keys whose delete is queued or in flight: a memory
 	// miss must not load them back.

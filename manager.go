@@ -179,14 +179,14 @@ type Manager struct {
 	touchEvery time.Duration
 	storeTTL   time.Duration
 
-	stop       chan struct{}
+	stop chan struct{}
 	// flushCtx is the context of background storage writes; Close cancels
 	// it when its own deadline passes.
 	flushCtx    context.Context
 	cancelFlush context.CancelFunc
-	wg         sync.WaitGroup
-	closed     atomic.Bool
-	stopNotify func()
+	wg          sync.WaitGroup
+	closed      atomic.Bool
+	stopNotify  func()
 
 	storageDown atomic.Bool
 	unreadable  keySet // unreadable entries reported so far
@@ -480,7 +480,6 @@ func (m *Manager) storageOK() {
 		m.log.Info("sessions: storage recovered", "storage", m.storage.name, "pending_writes", m.wb.len())
 	}
 }
-
 
 // memory is the default storage's driver.
 func init() {

@@ -86,4 +86,3 @@ func walkValue(v reflect.Value, onPath map[uintptr]bool, depth int) error {
 	}
 	return nil
 }
-
