@@ -434,16 +434,24 @@ func (m *Manager) renew(h *Session) error {
 }
 
 // invalidate ends the request's session everywhere and leaves the request
-// without one.
+// without one. OnSessionEnd fires once every lock is released.
 func (m *Manager) invalidate(h *Session) error {
+	snap, err := m.invalidateLocked(h)
+	if snap != nil {
+		m.fireEnd(snap, EndInvalidated)
+	}
+	return err
+}
+
+func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.readOnly {
-		return fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
+		return nil, fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
 	}
 	st := h.st
 	if st == nil {
-		return nil
+		return nil, nil
 	}
 	if m.cfg.Cluster {
 		st.commitMu.Lock()
@@ -454,7 +462,7 @@ func (m *Manager) invalidate(h *Session) error {
 		// Ended by another request meanwhile: this one goes on as a guest.
 		st.mu.Unlock()
 		h.drop()
-		return nil
+		return nil, nil
 	}
 	id, key := st.id, st.key
 	if m.cfg.Cluster && st.stored() {
@@ -467,7 +475,7 @@ func (m *Manager) invalidate(h *Session) error {
 		if err != nil {
 			m.storageFailed("invalidate", err)
 			m.log.Warn("sessions: Invalidate failed; the session is unchanged", "err", err)
-			return fmt.Errorf("sessions: invalidate (the session is unchanged): %w", err)
+			return nil, fmt.Errorf("sessions: invalidate (the session is unchanged): %w", err)
 		}
 		m.stats.deletes.Add(1)
 		m.storageOK()
@@ -485,8 +493,7 @@ func (m *Manager) invalidate(h *Session) error {
 	m.ram.remove(id, st)
 	h.drop()
 	h.invalidated = true
-	m.fireEnd(snap, EndInvalidated)
-	return nil
+	return snap, nil
 }
 
 // drop leaves the request without a session (h.mu held).
