@@ -124,23 +124,27 @@ func (w *writeBehind) succeeded(key string, deleted bool) {
 	w.mu.Unlock()
 }
 
-// take removes and returns the operations due (all of them when force).
-func (w *writeBehind) take(force bool) map[string]*state {
+// take removes and returns the operations due (all of them when force),
+// and which of them failed before (those are written alone).
+func (w *writeBehind) take(force bool) (ops map[string]*state, failedBefore map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.ops) == 0 {
-		return nil
+		return nil, nil
 	}
-	var ops map[string]*state
-	if force || len(w.retry) == 0 {
+	if len(w.retry) == 0 {
 		ops = w.ops
 		w.ops = make(map[string]*state, len(ops))
 	} else {
 		now := time.Now()
 		ops = make(map[string]*state)
+		failedBefore = make(map[string]bool)
 		for key, st := range w.ops {
-			if r, held := w.retry[key]; held && r.at.After(now) {
-				continue
+			if r, held := w.retry[key]; held {
+				if !force && r.at.After(now) {
+					continue
+				}
+				failedBefore[key] = true
 			}
 			ops[key] = st
 			delete(w.ops, key)
@@ -152,7 +156,7 @@ func (w *writeBehind) take(force bool) map[string]*state {
 		}
 	}
 	w.inflight += len(ops)
-	return ops
+	return ops, failedBefore
 }
 
 // nextRetry returns the earliest time a held-back operation is due.
@@ -240,7 +244,7 @@ const flushConcurrency = 16
 // (those are queued again, each with its own backoff). force takes held
 // back operations too (Close).
 func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
-	ops := m.wb.take(force)
+	ops, failedBefore := m.wb.take(force)
 	if len(ops) == 0 {
 		return 0
 	}
@@ -265,7 +269,7 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 		switch {
 		case st == nil:
 			run(func() error { return m.flushDelete(ctx, key) })
-		case m.storage.batch != nil:
+		case m.storage.batch != nil && !failedBefore[key]:
 			batchKey, batchSt = append(batchKey, key), append(batchSt, st)
 		default:
 			run(func() error { return m.flushWrite(ctx, key, st) })
@@ -341,17 +345,25 @@ func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state)
 		group := writes[i:min(i+flushConcurrency, len(writes))]
 		var wg sync.WaitGroup
 		var ok atomic.Int64
-		for _, w := range group {
+		errs := make([]error, len(group))
+		for j, w := range group {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if m.flushWrite(ctx, w.key, w.st) == nil {
+				if errs[j] = m.flushWrite(ctx, w.key, w.st); errs[j] == nil {
 					ok.Add(1)
 				}
 			}()
 		}
 		wg.Wait()
 		failed += len(group) - int(ok.Load())
+		for j, err := range errs {
+			// Refused alone while others landed: say which, once.
+			if err != nil && ok.Load() > 0 && m.refused.first(group[j].key) {
+				m.log.Warn("sessions: storage refuses this session's write; retrying it alone with backoff",
+					"key", group[j].key, "bytes", len(group[j].data), "err", err)
+			}
+		}
 		if ok.Load() == 0 {
 			for _, w := range writes[i+len(group):] {
 				m.wb.requeue(w.key, w.st, m.cfg.WriteBehind)
@@ -382,7 +394,6 @@ func (m *Manager) flushWrite(ctx context.Context, key string, st *state) error {
 	cancel()
 	if err != nil {
 		m.storageFailed("write", err)
-		m.log.Debug("sessions: write failed; retrying with backoff", "key", key, "err", err)
 		m.wb.requeue(key, st, m.cfg.WriteBehind)
 		return err
 	}
@@ -551,7 +562,8 @@ var errConflict = errors.New("sessions: too many concurrent writes to one sessio
 // request changed it, the change is reported lost (ErrSessionEnded).
 func (m *Manager) commit(ctx context.Context, h *Session) error {
 	h.mu.Lock()
-	st, wrote := h.st, h.wrote
+	st, _ := h.cur()
+	wrote := h.wrote
 	h.mu.Unlock()
 	if st == nil {
 		return nil

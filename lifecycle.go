@@ -215,7 +215,10 @@ func (m *Manager) snapshotLocked(st *state) *Session {
 		c.values[k] = e
 	}
 	c.lastAccess.Store(st.lastAccess.Load())
-	return &Session{m: m, st: c, id: st.id, readOnly: true}
+	snap := &Session{m: m, readOnly: true, firstUsed: true}
+	snap.first = binding{c, st.id}
+	snap.bound.Store(&snap.first)
+	return snap
 }
 
 func (m *Manager) fireEnd(s *Session, reason EndReason) {
@@ -272,9 +275,14 @@ func (m *Manager) await(ctx context.Context, st *state, id string) (*state, erro
 	return st, nil
 }
 
-// release unpins a state a request acquired or started.
+// release unpins a state a request acquired or started. Its last use
+// moves to the sweeper's latest tick if that is later than the request's
+// start (a long request), which is precise enough for sweeps that run on
+// those ticks and costs no clock read per request.
 func (m *Manager) release(st *state) {
-	st.lastAccess.Store(m.now().UnixNano())
+	if tick := m.lastTick.Load(); tick > st.lastAccess.Load() {
+		st.lastAccess.Store(tick)
+	}
 	st.users.Add(-1)
 }
 
@@ -363,16 +371,17 @@ func (m *Manager) renew(h *Session) error {
 	if h.readOnly {
 		return fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
 	}
-	st := h.st
-	if st == nil {
+	b := h.bound.Load()
+	if b == nil {
 		return nil // never written: nothing to renew
 	}
+	st := b.st
 	if m.cfg.Cluster {
 		st.commitMu.Lock()
 		defer st.commitMu.Unlock()
 	}
 	st.mu.Lock()
-	if !h.liveLocked() {
+	if !h.liveLocked(b) {
 		st.mu.Unlock()
 		return fmt.Errorf("%w: Renew: it was renewed, invalidated or timed out by another request", ErrSessionEnded)
 	}
@@ -388,7 +397,8 @@ func (m *Manager) renew(h *Session) error {
 		// leaves memory, so no request can load the old entry back.
 		m.wb.renamed(oldKey, newKey, st)
 		m.ram.move(oldID, newID, st)
-		h.id, h.renewed = newID, true
+		h.bind(st, newID)
+		h.renewed = true
 		return nil
 	}
 	wasStored := st.stored()
@@ -429,7 +439,8 @@ func (m *Manager) renew(h *Session) error {
 	st.storedLocked(newKey, data, now, seq, true)
 	st.mu.Unlock()
 	m.ram.move(oldID, newID, st)
-	h.id, h.renewed = newID, true
+	h.bind(st, newID)
+	h.renewed = true
 	return nil
 }
 
@@ -449,16 +460,17 @@ func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 	if h.readOnly {
 		return nil, fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
 	}
-	st := h.st
-	if st == nil {
+	b := h.bound.Load()
+	if b == nil {
 		return nil, nil
 	}
+	st := b.st
 	if m.cfg.Cluster {
 		st.commitMu.Lock()
 		defer st.commitMu.Unlock()
 	}
 	st.mu.Lock()
-	if !h.liveLocked() {
+	if !h.liveLocked(b) {
 		// Ended by another request meanwhile: this one goes on as a guest.
 		st.mu.Unlock()
 		h.drop()
@@ -498,10 +510,11 @@ func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 
 // drop leaves the request without a session (h.mu held).
 func (h *Session) drop() {
-	if h.pinned {
-		h.m.release(h.st)
+	if st, _ := h.cur(); h.pinned {
+		h.m.release(st)
 	}
-	h.st, h.id, h.pinned, h.created, h.renewed, h.wrote = nil, "", false, false, false, false
+	h.bind(nil, "")
+	h.pinned, h.created, h.renewed, h.wrote = false, false, false, false
 }
 
 // endIdle ends a resident session that timed out (sticky mode); the

@@ -471,6 +471,9 @@ func TestOneFailingEntryDoesNotBlockItsBatch(t *testing.T) {
 	if n.m.Stats().StorageErrors == 0 {
 		t.Fatal("the failing entry was not counted")
 	}
+	if got := n.logs.count("storage refuses this session's write"); got != 1 {
+		t.Fatalf("the failing entry was logged %d times, want once:\n%s", got, n.logs)
+	}
 	// Sessions changed later are not slowed by the failing one.
 	late := newClient(t)
 	late.must(n.h, "/set?k=a&v=1", 200)

@@ -189,7 +189,10 @@ type Manager struct {
 	stopNotify  func()
 
 	storageDown atomic.Bool
+	// lastTick is when the sweeper last ran (Unix ns, by now).
+	lastTick atomic.Int64
 	unreadable  keySet // unreadable entries reported so far
+	refused     keySet // entries whose writes failed, reported so far
 
 	// now is the clock every deadline is judged by; tests replace it.
 	now func() time.Time
@@ -235,6 +238,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	m.ram.init()
 	m.wb.init()
 	m.flushCtx, m.cancelFlush = context.WithCancel(context.Background())
+	m.lastTick.Store(now().UnixNano())
 	m.touchEvery = cfg.Timeout / 10
 	// Stored entries outlive their logical deadline (kept in the envelope
 	// and checked on every load) by a margin covering the Timeout/10 touch

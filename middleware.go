@@ -70,7 +70,9 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 		h := &rw.sess
 		h.m = m
 		if st != nil {
-			h.st, h.id, h.pinned = st, incoming, true
+			h.first = binding{st, incoming}
+			h.firstUsed, h.pinned = true, true
+			h.bound.Store(&h.first)
 			m.touch(st, now)
 		}
 		rw.ctx = sessionContext{Context: r.Context(), s: h}
@@ -85,7 +87,8 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 func (h *Session) release() {
 	h.mu.Lock()
 	if h.pinned {
-		h.m.release(h.st)
+		st, _ := h.cur()
+		h.m.release(st)
 		h.pinned = false
 	}
 	h.finished = true
@@ -157,11 +160,9 @@ func (w *responseWriter) prepare() bool {
 			} else {
 				w.m.log.Error("sessions: session not saved; answering with the error handler", "err", err)
 				// Keep memory consistent with storage: the next request reloads.
-				w.sess.mu.Lock()
-				if st := w.sess.st; st != nil {
-					w.m.ram.remove(w.sess.id, st)
+				if st, id := w.sess.cur(); st != nil {
+					w.m.ram.remove(id, st)
 				}
-				w.sess.mu.Unlock()
 			}
 			w.m.cfg.ErrorHandler(w.ResponseWriter, w.r, err)
 			return false
@@ -179,10 +180,13 @@ func (w *responseWriter) prepare() bool {
 func (w *responseWriter) setCookie() {
 	h := &w.sess
 	h.mu.Lock()
-	st, id, live := h.st, h.id, false
-	if st != nil {
+	b, live := h.bound.Load(), false
+	var st *state
+	var id string
+	if b != nil {
+		st, id = b.st, b.id
 		st.mu.Lock()
-		live = h.liveLocked()
+		live = h.liveLocked(b)
 		st.mu.Unlock()
 	}
 	created, renewed, invalidated := h.created, h.renewed, h.invalidated
@@ -244,7 +248,8 @@ func (w *responseWriter) finish() {
 	}
 	h := &w.sess
 	h.mu.Lock()
-	late := (h.created || h.renewed) && h.id != w.sent
+	_, id := h.cur()
+	late := (h.created || h.renewed) && id != w.sent
 	h.mu.Unlock()
 	if late {
 		w.m.log.Warn("sessions: session created or renewed after the response header was written; the client did not get its cookie",

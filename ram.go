@@ -197,7 +197,9 @@ func (m *Manager) sweepLoop() {
 		case <-m.stop:
 			return
 		case <-t.C:
-			m.sweep(m.now())
+			now := m.now()
+			m.lastTick.Store(now.UnixNano())
+			m.sweep(now)
 		}
 	}
 }

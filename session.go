@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,12 +55,16 @@ var (
 type Session struct {
 	m *Manager
 
-	mu sync.Mutex // protects following fields
-	// st is the session this request uses; nil until one is loaded or
-	// started. The request holds it under id: when st.id moves on (a Renew
-	// by another request) or st ends, this handle sees an ended session.
-	st *state
-	id string
+	// bound is the session this request uses and the ID the request holds
+	// it by; nil until one is loaded or started. When st.id moves on (a
+	// Renew by another request) or st ends, this handle sees an ended
+	// session. A binding is immutable once stored; it changes (under mu)
+	// when this request starts, renews or invalidates its session.
+	bound atomic.Pointer[binding]
+	first binding // the first binding, allocated with the handle
+
+	mu        sync.Mutex // protects following fields
+	firstUsed bool
 	// pinned: st.users counts this request, so st stays resident.
 	pinned bool
 	// What this request did, for the cookie: see responseWriter.setCookie.
@@ -74,35 +79,57 @@ type Session struct {
 	finished bool
 }
 
-// liveLocked reports whether this request may use st: it is the session
-// the request holds, under the ID the request holds it by, and not ended.
-// The caller holds s.mu and s.st.mu.
-func (s *Session) liveLocked() bool {
-	return s.readOnly || (!s.st.ended && s.st.id == s.id)
+// binding is a request's session and the ID the request holds it by.
+type binding struct {
+	st *state
+	id string
+}
+
+// liveLocked reports whether this request may use b.st: it is still the
+// session under the ID the request holds it by, and not ended. The caller
+// holds b.st.mu.
+func (s *Session) liveLocked(b *binding) bool {
+	return s.readOnly || (!b.st.ended && b.st.id == b.id)
+}
+
+// cur returns the request's session and ID (nil, "" for none).
+func (s *Session) cur() (*state, string) {
+	if b := s.bound.Load(); b != nil {
+		return b.st, b.id
+	}
+	return nil, ""
+}
+
+// bind makes st, under id, the request's session (nil: none); s.mu held.
+func (s *Session) bind(st *state, id string) {
+	switch {
+	case st == nil:
+		s.bound.Store(nil)
+	case !s.firstUsed:
+		s.firstUsed = true
+		s.first = binding{st, id}
+		s.bound.Store(&s.first)
+	default:
+		s.bound.Store(&binding{st, id})
+	}
 }
 
 // view locks the state this request may read and returns it, or nil (with
 // nothing locked) when there is none.
 func (s *Session) view() *state {
-	s.mu.Lock()
-	st := s.st
-	if st == nil {
-		s.mu.Unlock()
+	b := s.bound.Load()
+	if b == nil {
 		return nil
 	}
-	st.mu.Lock()
-	if !s.liveLocked() {
-		st.mu.Unlock()
-		s.mu.Unlock()
+	b.st.mu.Lock()
+	if !s.liveLocked(b) {
+		b.st.mu.Unlock()
 		return nil
 	}
-	return st
+	return b.st
 }
 
-func (s *Session) unview(st *state) {
-	st.mu.Unlock()
-	s.mu.Unlock()
-}
+func (s *Session) unview(st *state) { st.mu.Unlock() }
 
 // ID returns the session ID, the value of the session cookie; "" for a
 // session that has not been written yet or has ended.
@@ -115,7 +142,8 @@ func (s *Session) ID() string {
 		return ""
 	}
 	defer s.unview(st)
-	return s.id
+	_, id := s.cur()
+	return id
 }
 
 // CreatedAt returns when the session was first written (zero before).
@@ -295,13 +323,16 @@ func (s *Session) change(key string, fn func(st *state) error) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: the session passed to OnSessionEnd is read-only", ErrSessionEnded)
 	}
-	st, started := s.st, false
-	if st == nil {
+	b, started := s.bound.Load(), false
+	var st *state
+	if b == nil {
 		st = s.m.newState()
 		started = true
+	} else {
+		st = b.st
 	}
 	st.mu.Lock()
-	if !started && !s.liveLocked() {
+	if !started && !s.liveLocked(b) {
 		st.mu.Unlock()
 		s.mu.Unlock()
 		return fmt.Errorf("%w: it was renewed, invalidated or timed out by another request", ErrSessionEnded)
@@ -316,7 +347,8 @@ func (s *Session) change(key string, fn func(st *state) error) error {
 	}
 	if started {
 		s.m.startLocked(st)
-		s.st, s.id, s.pinned, s.created = st, st.id, !s.finished, true
+		s.bind(st, st.id)
+		s.pinned, s.created = !s.finished, true
 		if s.pinned {
 			st.users.Store(1)
 		}
