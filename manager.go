@@ -190,9 +190,9 @@ type Manager struct {
 
 	storageDown atomic.Bool
 	// lastTick is when the sweeper last ran (Unix ns, by now).
-	lastTick atomic.Int64
-	unreadable  keySet // unreadable entries reported so far
-	refused     keySet // entries whose writes failed, reported so far
+	lastTick   atomic.Int64
+	unreadable keySet // unreadable entries reported so far
+	refused    keySet // entries whose writes failed, reported so far
 
 	// now is the clock every deadline is judged by; tests replace it.
 	now func() time.Time
