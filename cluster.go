@@ -553,8 +553,10 @@ func (m *Manager) commitDueLocked(st *state, now time.Time) bool {
 // maxCommitAttempts bounds compare-and-swap retries under contention.
 const maxCommitAttempts = 8
 
-// errConflict: a cluster commit kept losing compare-and-swap races.
-var errConflict = errors.New("sessions: too many concurrent writes to one session")
+// ErrConflict: a cluster commit or an Update kept losing compare-and-swap
+// races against other servers writing the same session; nothing was
+// saved. It reaches the ErrorHandler (503 by default: a retry may pass).
+var ErrConflict = errors.New("sessions: too many concurrent writes to one session")
 
 // commit writes the request's session to storage if it changed, or if its
 // stored access time is due for a refresh (cluster mode, before the
@@ -646,5 +648,5 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 		}
 		st.mu.Unlock()
 	}
-	return errConflict
+	return ErrConflict
 }

@@ -3,6 +3,7 @@ package sessions_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -90,7 +91,7 @@ func (n *node) close(t *testing.T) {
 	}
 }
 
-// testApp: /set?k=&v=, /get?k=, /incr?k=, /del?k=, /renew, /invalidate,
+// testApp: /set?k=&v=, /get?k=, /incr?k=, /uincr?k= (with Update), /geti?k= (an int), /del?k=, /renew, /invalidate,
 // /keys, /redirect?k=&v=.
 func testApp() http.Handler {
 	mux := http.NewServeMux()
@@ -122,6 +123,25 @@ func testApp() http.Handler {
 			return
 		}
 		fmt.Fprint(w, n+1)
+	})
+	mux.HandleFunc("/geti", func(w http.ResponseWriter, r *http.Request) {
+		n, ok, err := sessions.Get[int](sessions.FromContext(r.Context()), r.FormValue("k"))
+		if err != nil || !ok {
+			http.Error(w, fmt.Sprint("absent or not an int: ", err), http.StatusNotFound)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("/uincr", func(w http.ResponseWriter, r *http.Request) {
+		n, err := sessions.Update(sessions.FromContext(r.Context()), r.FormValue("k"), func(old int, _ bool) (int, error) { return old + 1, nil })
+		switch {
+		case errors.Is(err, sessions.ErrSessionEnded):
+			http.Error(w, err.Error(), http.StatusConflict)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		default:
+			fmt.Fprint(w, n)
+		}
 	})
 	mux.HandleFunc("/del", func(w http.ResponseWriter, r *http.Request) {
 		sessions.FromContext(r.Context()).Delete(r.FormValue("k"))

@@ -276,21 +276,24 @@ func (s *Session) Set(key string, value any) error {
 	if err != nil {
 		return fmt.Errorf("%w: Set(%q) with a %T: %v", ErrUnserializable, key, value, err)
 	}
-	return s.change(key, func(st *state) error {
-		old, had := st.values[key]
-		size := st.size + len(raw)
-		if had {
-			size -= len(old.raw)
-		} else {
-			size += len(key) + fieldOverhead
-		}
-		if size > s.m.cfg.MaxSessionSize {
-			return fmt.Errorf("%w: Set(%q) would make it %d bytes, over the limit of %d", ErrSessionTooLarge, key, size, s.m.cfg.MaxSessionSize)
-		}
-		st.values[key] = entry{raw: raw, val: value}
-		st.size = size
-		return nil
-	})
+	return s.change(key, func(st *state) error { return st.putLocked(key, raw, value) })
+}
+
+// putLocked sets key to an encoded value, within MaxSessionSize.
+func (st *state) putLocked(key string, raw []byte, value any) error {
+	old, had := st.values[key]
+	size := st.size + len(raw)
+	if had {
+		size -= len(old.raw)
+	} else {
+		size += len(key) + fieldOverhead
+	}
+	if size > st.m.cfg.MaxSessionSize {
+		return fmt.Errorf("%w: Set(%q) would make it %d bytes, over the limit of %d", ErrSessionTooLarge, key, size, st.m.cfg.MaxSessionSize)
+	}
+	st.values[key] = entry{raw: raw, val: value}
+	st.size = size
+	return nil
 }
 
 // Delete removes key; deleting a missing key does nothing. It returns
