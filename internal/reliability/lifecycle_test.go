@@ -179,3 +179,78 @@ func TestStickyLogoutFinalWhileRedisDeleteHangs(t *testing.T) {
 		t.Fatal("the logged-out session came back")
 	}
 }
+
+// Over Redis: 10 sessions × 100 increments with Update, four requests in
+// flight per session spread over three cluster servers: every acknowledged
+// increment is in the final counter, none twice.
+func TestUpdateLosesNothingOverRedis(t *testing.T) {
+	srv := testservers.Redis(t)
+	var hs []http.Handler
+	for i := 0; i < 3; i++ {
+		m := newManager(t, sessions.Config{Storage: srv.URL(), Cluster: true})
+		defer closeWithin(t, m, 5*time.Second)
+		hs = append(hs, m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s := sessions.FromContext(r.Context())
+			if r.URL.Path == "/start" {
+				s.Set("theme", "dark")
+				return
+			}
+			n, err := sessions.Update(s, "n", func(old int, _ bool) (int, error) { return old + 1, nil })
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprint(w, n)
+		})))
+	}
+	type counter struct {
+		mu     sync.Mutex
+		acked  int
+		values map[string]bool
+	}
+	var wg sync.WaitGroup
+	var cookies []string
+	counters := make([]*counter, 10)
+	for i := range counters {
+		b := &browser{}
+		b.get(hs[0], "/start")
+		cookies = append(cookies, b.cookie)
+		counters[i] = &counter{values: map[string]bool{}}
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < 25; j++ {
+					r := httptest.NewRequest("GET", "/incr", nil)
+					r.AddCookie(&http.Cookie{Name: "session", Value: cookies[i]})
+					w := httptest.NewRecorder()
+					hs[(g+j)%3].ServeHTTP(w, r)
+					if w.Code != 200 {
+						continue
+					}
+					c := counters[i]
+					c.mu.Lock()
+					if c.values[w.Body.String()] {
+						t.Errorf("session %d: value %s returned twice", i, w.Body.String())
+					}
+					c.values[w.Body.String()] = true
+					c.acked++
+					c.mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for i, c := range counters {
+		r := httptest.NewRequest("GET", "/incr", nil)
+		r.AddCookie(&http.Cookie{Name: "session", Value: cookies[i]})
+		w := httptest.NewRecorder()
+		hs[1].ServeHTTP(w, r)
+		if w.Code != 200 || w.Body.String() != fmt.Sprint(c.acked+1) {
+			t.Errorf("session %d: %d acknowledged increments, then the next one answered %d %q", i, c.acked, w.Code, w.Body.String())
+		}
+		if c.acked < 90 {
+			t.Errorf("session %d: only %d of 100 increments acknowledged", i, c.acked)
+		}
+	}
+}
