@@ -135,6 +135,7 @@ func DDL(d Dialect, tableName string) ([]string, error) {
 
 // queries holds a store's statements, built once for its dialect and table.
 type queries struct {
+	table                   string // quoted, qualified table name
 	get, upsert, del, clear string
 	casUpdate               string // old != nil: conditional UPDATE
 	casInsert               string // old == nil: insert (PostgreSQL, SQLite: or replace an expired row)
@@ -157,7 +158,7 @@ func buildQueries(d Dialect, t table) queries {
 		return "?"
 	}
 	reset := func() { n = 0 }
-	var q queries
+	q := queries{table: T}
 
 	reset()
 	q.get = fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s = %s AND (%s IS NULL OR %s > %s)", v, e, T, k, p(), e, e, p())
@@ -208,4 +209,86 @@ func buildQueries(d Dialect, t table) queries {
 
 	q.probe = fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE 1 = 0", k, v, e, T)
 	return q
+}
+
+// Bounds of one SetMany statement. Each is far below its dialect's limit
+// on bind parameters (PostgreSQL and MySQL 65535, SQLite 32766, or 999
+// before SQLite 3.32, which SQLite's bound respects). A statement also
+// holds at most maxManyBytes of keys and values, so that it stays under
+// MySQL's max_allowed_packet (4 MiB by default in MySQL 5.7, escaping
+// included); a single larger entry goes alone.
+const (
+	maxManyRows       = 512 // PostgreSQL (2 parameters a row plus 1), MySQL (3 a row)
+	maxManyRowsSQLite = 333 // 3 parameters a row: 999 in all
+	maxManyBytes      = 1 << 20
+)
+
+// manyRows is the most rows one SetMany statement of d holds.
+func (d Dialect) manyRows() int {
+	if d == SQLite {
+		return maxManyRowsSQLite
+	}
+	return maxManyRows
+}
+
+// manySize is the row count of the statement that carries n rows. For
+// PostgreSQL it is n rounded up to a power of two and the statement is
+// padded with NULL rows, which it skips: pgx prepares and caches every
+// distinct statement text on each connection, and this keeps that to ten
+// texts instead of one per batch size. MySQL (interpolateParams) and
+// SQLite prepare nothing that outlives the call, so their size is n.
+func (d Dialect) manySize(n int) int {
+	if d != Postgres {
+		return n
+	}
+	size := 1
+	for size < n {
+		size *= 2
+	}
+	return size
+}
+
+// upsertMany is the statement that upserts rows rows into T in one go,
+// the same columns and outcome as queries.upsert. Parameters: for
+// PostgreSQL expires_at first, then key and value of each row (a NULL key
+// marks a padding row); for MySQL and SQLite key, value, expires_at of
+// each row.
+func (d Dialect) upsertMany(T string, rows int) string {
+	k, v, e := d.quote("key"), d.quote("value"), d.quote("expires_at")
+	var b strings.Builder
+	b.Grow(160 + rows*24)
+	fmt.Fprintf(&b, "INSERT INTO %s (%s, %s, %s) ", T, k, v, e)
+	switch d {
+	case Postgres:
+		// INSERT ... SELECT from VALUES, to filter out the padding; the
+		// casts type the parameters, which a VALUES list in a subquery
+		// does not take from the target columns.
+		b.WriteString("SELECT b.k, b.v, $1::bigint FROM (VALUES ")
+		for i := range rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "($%d::text, $%d::bytea)", 2+2*i, 3+2*i)
+		}
+		fmt.Fprintf(&b, ") AS b (k, v) WHERE b.k IS NOT NULL ON CONFLICT (%s) DO UPDATE SET %s = excluded.%s, %s = excluded.%s", k, v, v, e, e)
+	case MySQL:
+		b.WriteString("VALUES ")
+		for i := range rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, ?)")
+		}
+		fmt.Fprintf(&b, " ON DUPLICATE KEY UPDATE %s = VALUES(%s), %s = VALUES(%s)", v, v, e, e)
+	default: // SQLite
+		b.WriteString("VALUES ")
+		for i := range rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, ?)")
+		}
+		fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET %s = excluded.%s, %s = excluded.%s", k, v, v, e, e)
+	}
+	return b.String()
 }

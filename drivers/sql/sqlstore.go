@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -62,6 +63,7 @@ type Store struct {
 	db      *sql.DB
 	dialect Dialect
 	q       queries
+	many    [maxManyRows + 1]atomic.Pointer[string] // upsertMany by row count
 	batch   int
 	owned   bool // opened by Open: Close closes db
 
@@ -585,9 +587,12 @@ func (s *Store) Close() error {
 }
 
 // SetMany stores values[i] under keys[i], each with the time to live ttl
-// (0: no expiry), in one transaction of upserts, in key order (so that
-// concurrent batches lock rows in the same order). It is all or nothing.
-// The sessions library flushes its write-behind queue with it.
+// (0: no expiry), as Set would; of keys given more than once the last
+// value wins. It is all or nothing: the entries are upserted in key order
+// (so that concurrent batches lock rows in the same order) by one
+// multi-row statement per chunk of at most 512 rows (333 for SQLite) or
+// 1 MiB, and several chunks run in one transaction. The sessions library
+// flushes its write-behind queue with it.
 func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -606,28 +611,105 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 		}
 		order[i] = i
 	}
-	sort.Slice(order, func(a, b int) bool { return keys[order[a]] < keys[order[b]] })
+	if len(keys) == 0 {
+		return nil
+	}
+	sort.SliceStable(order, func(a, b int) bool { return keys[order[a]] < keys[order[b]] })
+	// Keep the last of equal keys (they are adjacent, in the order given):
+	// PostgreSQL refuses a statement that upserts one row twice.
+	uniq := order[:0]
+	for j, i := range order {
+		if j+1 < len(order) && keys[order[j+1]] == keys[i] {
+			continue
+		}
+		uniq = append(uniq, i)
+	}
+	chunks := s.dialect.chunks(keys, values, uniq)
+	if len(chunks) == 1 {
+		// One statement is atomic on its own: no transaction needed.
+		query, args := s.upsertMany(keys, values, chunks[0], exp)
+		if _, err := s.exec(ctx, query, args...); err != nil {
+			return manyErr(keys, chunks[0], err)
+		}
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		err := s.setManyTx(ctx, keys, values, chunks, exp)
+		// A MySQL deadlock rolls back the whole transaction: run it again.
+		if err == nil || s.dialect != MySQL || !isDeadlock(err) || attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func (s *Store) setManyTx(ctx context.Context, keys []string, values [][]byte, chunks [][]int, exp any) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: SetMany: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, s.q.upsert)
-	if err != nil {
-		return fmt.Errorf("sqlstore: SetMany: %w", err)
-	}
-	defer stmt.Close()
-	for _, i := range order {
-		v := values[i]
-		if v == nil {
-			v = []byte{}
-		}
-		if _, err := stmt.ExecContext(ctx, keys[i], v, exp); err != nil {
-			return fmt.Errorf("sqlstore: SetMany %q: %w", keys[i], err)
+	for _, c := range chunks {
+		query, args := s.upsertMany(keys, values, c, exp)
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return manyErr(keys, c, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlstore: SetMany: %w", err)
 	}
 	return nil
+}
+
+// chunks cuts order (indexes into keys and values) into consecutive runs
+// of at most d.manyRows() entries and maxManyBytes of keys and values; an
+// entry larger than that is a run of its own.
+func (d Dialect) chunks(keys []string, values [][]byte, order []int) [][]int {
+	var chunks [][]int
+	start, size := 0, 0
+	for j, i := range order {
+		n := len(keys[i]) + len(values[i])
+		if j > start && (j-start == d.manyRows() || size+n > maxManyBytes) {
+			chunks = append(chunks, order[start:j])
+			start, size = j, 0
+		}
+		size += n
+	}
+	return append(chunks, order[start:])
+}
+
+func manyErr(keys []string, chunk []int, err error) error {
+	return fmt.Errorf("sqlstore: SetMany of %d entries (%q to %q): %w",
+		len(chunk), keys[chunk[0]], keys[chunk[len(chunk)-1]], err)
+}
+
+// upsertMany returns the statement and arguments that upsert the entries
+// chunk indexes (at most s.dialect.manyRows()).
+func (s *Store) upsertMany(keys []string, values [][]byte, chunk []int, exp any) (string, []any) {
+	rows := s.dialect.manySize(len(chunk))
+	p := s.many[rows].Load()
+	if p == nil {
+		q := s.dialect.upsertMany(s.q.table, rows)
+		p = &q
+		s.many[rows].Store(p)
+	}
+	value := func(i int) []byte {
+		if values[i] == nil {
+			return []byte{} // NULL would violate NOT NULL
+		}
+		return values[i]
+	}
+	var args []any
+	if s.dialect == Postgres {
+		args = make([]any, 1+2*rows) // padding rows stay nil (NULL)
+		args[0] = exp
+		for j, i := range chunk {
+			args[1+2*j], args[2+2*j] = keys[i], value(i)
+		}
+	} else {
+		args = make([]any, 0, 3*rows)
+		for _, i := range chunk {
+			args = append(args, keys[i], value(i), exp)
+		}
+	}
+	return *p, args
 }

@@ -146,6 +146,8 @@ func runSuite(t *testing.T, b backend) {
 		{"NoCreate", testNoCreate},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"CloseStopsSweeper", testCloseStopsSweeper},
+		{"SetMany", testSetMany},
+		{"SetManyAtomic", testSetManyAtomic},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -712,6 +714,135 @@ func testCloseStopsSweeper(t *testing.T, b backend) {
 	}
 }
 
+// manyEntries returns n keys (in no particular order) and values of
+// varied sizes, the values tagged with round.
+func manyEntries(prefix string, n, round int) ([]string, [][]byte) {
+	keys := make([]string, n)
+	values := make([][]byte, n)
+	for i := range n {
+		j := (i * 7919) % n // a permutation of 0..n-1: not in key order
+		keys[i] = fmt.Sprintf("%s%05d", prefix, j)
+		values[i] = fmt.Appendf(bytes.Repeat([]byte{byte(j)}, j%700), "r%d", round)
+	}
+	return keys, values
+}
+
+func wantEntries(t *testing.T, s *Store, keys []string, values [][]byte, ttl time.Duration) {
+	t.Helper()
+	for i, k := range keys {
+		v, got, err := s.GetWithTTL(context.Background(), k)
+		if err != nil || !bytes.Equal(v.([]byte), values[i]) {
+			t.Fatalf("Get(%q) = %d bytes, %v; want %d bytes", k, len(v.([]byte)), err, len(values[i]))
+		}
+		if ttl == 0 && got != 0 || ttl != 0 && (got <= ttl-time.Minute || got > ttl) {
+			t.Fatalf("Get(%q): ttl %v, want %v", k, got, ttl)
+		}
+	}
+}
+
+func testSetMany(t *testing.T, b backend) {
+	s, table := b.open(t, "sweep=off")
+	ctx := context.Background()
+	// 1,000 entries take several statements (512 rows, 333 for SQLite)
+	// in one transaction.
+	keys, values := manyEntries("m:", 1000, 1)
+	if err := s.SetMany(ctx, keys, values, time.Hour); err != nil {
+		t.Fatalf("SetMany of %d: %v", len(keys), err)
+	}
+	wantEntries(t, s, keys, values, time.Hour)
+	if n := rows(t, s, table); n != len(keys) {
+		t.Fatalf("%d rows, want %d", n, len(keys))
+	}
+	// A second SetMany overwrites values and TTLs.
+	keys, values = manyEntries("m:", 1000, 2)
+	if err := s.SetMany(ctx, keys, values, 0); err != nil {
+		t.Fatalf("second SetMany: %v", err)
+	}
+	wantEntries(t, s, keys, values, 0)
+	if n := rows(t, s, table); n != len(keys) {
+		t.Fatalf("%d rows after overwriting, want %d", n, len(keys))
+	}
+	// Sizes around the statement bounds (and PostgreSQL's padding), each
+	// half new keys, half overwrites.
+	for _, n := range []int{1, 2, 3, 255, 256, 257, 333, 334, 511, 512, 513} {
+		keys, values := manyEntries("m:", 2*n, 3+n)
+		keys, values = keys[n:], values[n:]
+		if err := s.SetMany(ctx, keys, values, 2*time.Minute); err != nil {
+			t.Fatalf("SetMany of %d: %v", n, err)
+		}
+		wantEntries(t, s, keys, values, 2*time.Minute)
+	}
+	// Statements are also cut by size: 6 entries of 300 KiB.
+	big := make([][]byte, 6)
+	bigKeys := make([]string, 6)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{byte('a' + i), 0, '\'', '\\'}, 75<<10)
+		bigKeys[i] = fmt.Sprintf("big:%d", i)
+	}
+	if err := s.SetMany(ctx, bigKeys, big, 0); err != nil {
+		t.Fatalf("SetMany of 1.8 MiB: %v", err)
+	}
+	wantEntries(t, s, bigKeys, big, 0)
+	// A key given twice: the last value wins, as with two Sets. A nil
+	// value is stored as empty.
+	if err := s.SetMany(ctx, []string{"d:b", "d:a", "d:b", "d:nil"}, [][]byte{[]byte("1"), []byte("a"), []byte("2"), nil}, 0); err != nil {
+		t.Fatalf("SetMany with a repeated key: %v", err)
+	}
+	wantEntries(t, s, []string{"d:a", "d:b", "d:nil"}, [][]byte{[]byte("a"), []byte("2"), {}}, 0)
+	if err := s.SetMany(ctx, nil, nil, 0); err != nil {
+		t.Fatalf("empty SetMany: %v", err)
+	}
+	// Errors, none of which stores anything.
+	before := rows(t, s, table)
+	for name, call := range map[string]func() error{
+		"mismatched": func() error { return s.SetMany(ctx, []string{"e:1", "e:2"}, [][]byte{nil}, 0) },
+		"bad key":    func() error { return s.SetMany(ctx, []string{"e:1", "bad\xff"}, [][]byte{nil, nil}, 0) },
+		"negative":   func() error { return s.SetMany(ctx, []string{"e:1"}, [][]byte{nil}, -time.Second) },
+	} {
+		if err := call(); err == nil || !strings.HasPrefix(err.Error(), "sqlstore: ") {
+			t.Errorf("SetMany %s: %v, want an error", name, err)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.SetMany(cctx, []string{"e:1"}, [][]byte{nil}, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("SetMany with a cancelled context: %v", err)
+	}
+	if n := rows(t, s, table); n != before {
+		t.Fatalf("failed SetMany calls changed the row count: %d -> %d", before, n)
+	}
+}
+
+// testSetManyAtomic makes the database refuse the last key of a batch of
+// several statements: nothing of the batch is stored.
+func testSetManyAtomic(t *testing.T, b backend) {
+	s, table := b.open(t, "sweep=off")
+	ctx := context.Background()
+	var ddl string
+	switch b.dialect {
+	case SQLite:
+		ddl = fmt.Sprintf(`CREATE TRIGGER %s_refuse BEFORE INSERT ON %s WHEN NEW."key" = 'z:refused' BEGIN SELECT RAISE(ABORT, 'refused'); END`, table, table)
+	case MySQL:
+		ddl = fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s_refuse CHECK (`key` <> 'z:refused')", table, table)
+	default:
+		ddl = fmt.Sprintf(`ALTER TABLE %s ADD CONSTRAINT %s_refuse CHECK ("key" <> 'z:refused')`, table, table)
+	}
+	if _, err := s.DB().ExecContext(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{10, 1000} { // one statement; several
+		keys, values := manyEntries("m:", n, 1)
+		keys[n/2] = "z:refused" // sorts last
+		err := s.SetMany(ctx, keys, values, 0)
+		if err == nil || !strings.Contains(err.Error(), "SetMany") {
+			t.Fatalf("SetMany of %d including a refused key: %v, want an error", n, err)
+		}
+		if got := rows(t, s, table); got != 0 {
+			t.Fatalf("SetMany of %d failed but stored %d rows", n, got)
+		}
+	}
+}
+
 // ---- without a database ----
 
 func TestRegistered(t *testing.T) {
@@ -848,6 +979,49 @@ func TestOptionErrors(t *testing.T) {
 	}
 	if _, err := New(nil, SQLite, Options{}); err == nil {
 		t.Error("New(nil) accepted")
+	}
+}
+
+func TestSetManyChunks(t *testing.T) {
+	for _, d := range []Dialect{Postgres, MySQL, SQLite} {
+		for _, sizes := range [][]int{
+			{10},
+			slices.Repeat([]int{400}, 1000),
+			{maxManyBytes + 1, 5, maxManyBytes - 10, 10, 1},
+			slices.Repeat([]int{300 << 10}, 7),
+		} {
+			keys := make([]string, len(sizes))
+			values := make([][]byte, len(sizes))
+			order := make([]int, len(sizes))
+			for i, n := range sizes {
+				keys[i], values[i], order[i] = "k", make([]byte, n-1), i
+			}
+			var got []int
+			for _, c := range d.chunks(keys, values, order) {
+				got = append(got, c...)
+				bytes := 0
+				for _, i := range c {
+					bytes += sizes[i]
+				}
+				if len(c) == 0 || len(c) > d.manyRows() || len(c) > 1 && bytes > maxManyBytes {
+					t.Errorf("%v: a chunk of %d entries, %d bytes", d, len(c), bytes)
+				}
+			}
+			if !slices.Equal(got, order) {
+				t.Errorf("%v: chunks do not cover the entries in order", d)
+			}
+		}
+		// The largest statement stays within every limit on parameters.
+		query := d.upsertMany(`"t"`, d.manySize(d.manyRows()))
+		params := strings.Count(query, "?") + strings.Count(query, "$")
+		if limit := map[Dialect]int{Postgres: 65535, MySQL: 65535, SQLite: 999}[d]; params > limit || params < 2*d.manyRows() {
+			t.Errorf("%v: %d parameters in the largest statement", d, params)
+		}
+	}
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 4, 256: 256, 257: 512, 512: 512} {
+		if got := Postgres.manySize(n); got != want {
+			t.Errorf("Postgres.manySize(%d) = %d, want %d", n, got, want)
+		}
 	}
 }
 
