@@ -265,22 +265,162 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 			}
 		}()
 	}
+	var retryKey []string
+	var retrySt []*state
 	for key, st := range ops {
 		switch {
 		case st == nil:
 			run(func() error { return m.flushDelete(ctx, key) })
-		case m.storage.batch != nil && !failedBefore[key]:
+		case m.storage.cas != nil && failedBefore[key]:
+			retryKey, retrySt = append(retryKey, key), append(retrySt, st)
+		case m.storage.cas != nil, m.storage.batch != nil && !failedBefore[key]:
 			batchKey, batchSt = append(batchKey, key), append(batchSt, st)
 		default:
 			run(func() error { return m.flushWrite(ctx, key, st) })
 		}
 	}
+	flush := m.flushBatched
+	if m.storage.cas != nil {
+		flush = m.flushMerged
+	}
 	for i := 0; i < len(batchKey); i += batchSize {
 		end := min(i+batchSize, len(batchKey))
-		nfailed.Add(int64(m.flushBatched(ctx, batchKey[i:end], batchSt[i:end])))
+		nfailed.Add(int64(flush(ctx, batchKey[i:end], batchSt[i:end])))
+	}
+	// Entries that failed before go in batches of their own, so that one
+	// the storage keeps refusing does not fail a batch of others.
+	for i := 0; i < len(retryKey); i += batchSize {
+		end := min(i+batchSize, len(retryKey))
+		nfailed.Add(int64(flush(ctx, retryKey[i:end], retrySt[i:end])))
 	}
 	wg.Wait()
 	return int(nfailed.Load())
+}
+
+// flushMerged writes up to batchSize sessions with compare-and-swap
+// against the stored copy each is based on (stores with CompareAndSwap),
+// so that a flush never replaces a version another server stored
+// meanwhile (a routing flap). A session that lost is merged: the stored
+// version is read, this server's changed keys are applied on top of it,
+// and it is queued again; one whose entry is gone with a stored base ended
+// on another server and is not written back.
+func (m *Manager) flushMerged(ctx context.Context, keys []string, sts []*state) (failed int) {
+	type write struct {
+		key        string
+		st         *state
+		base, data []byte
+		now        time.Time
+		seq        uint64
+	}
+	writes := make([]write, 0, len(keys))
+	olds := make([][]byte, 0, len(keys))
+	values := make([][]byte, 0, len(keys))
+	wkeys := make([]string, 0, len(keys))
+	for i, key := range keys {
+		st := sts[i]
+		st.mu.Lock()
+		if st.ended || st.key != key {
+			st.mu.Unlock()
+			continue // renewed or ended since it was queued
+		}
+		now := m.now()
+		w := write{key: key, st: st, base: st.base, data: st.envelopeLocked(key, now), now: now, seq: st.seq}
+		st.mu.Unlock()
+		writes = append(writes, w)
+		olds, values, wkeys = append(olds, w.base), append(values, w.data), append(wkeys, key)
+	}
+	m.wb.done(len(keys) - len(writes))
+	if len(writes) == 0 {
+		return 0
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	swapped, errs := m.storage.compareAndSwapMany(cctx, wkeys, olds, values, m.storeTTL)
+	cancel()
+	landed := 0
+	var lost []write
+	for i, w := range writes {
+		switch {
+		case errs[i] != nil:
+			failed++
+			m.storageFailed("write", errs[i])
+			m.wb.requeue(w.key, w.st, m.cfg.WriteBehind)
+		case swapped[i]:
+			landed++
+			m.wb.succeeded(w.key, false)
+			w.st.mu.Lock()
+			w.st.storedLocked(w.key, w.data, w.now, w.seq, true)
+			w.st.mu.Unlock()
+		default:
+			lost = append(lost, w)
+		}
+	}
+	if landed > 0 {
+		m.stats.writes.Add(uint64(landed))
+		m.storageOK()
+		for i, w := range writes {
+			// Refused alone while others landed: say which, once.
+			if errs[i] != nil && m.refused.first(w.key) {
+				m.log.Warn("sessions: storage refuses this session's write; retrying it alone with backoff",
+					"key", w.key, "bytes", len(w.data), "err", errs[i])
+			}
+		}
+	}
+	for _, w := range lost {
+		m.stats.conflicts.Add(1)
+		if err := m.mergeStored(ctx, w.key, w.st, w.base); err != nil {
+			failed++
+			m.wb.requeue(w.key, w.st, m.cfg.WriteBehind)
+		} else {
+			m.wb.succeeded(w.key, false)
+		}
+	}
+	m.wb.done(len(writes))
+	return failed
+}
+
+// mergeStored brings st up to date with the version another server stored
+// under key (sticky mode, after a lost compare-and-swap against base) and
+// queues it again so that its own changes are written on top. An entry gone
+// although st was based on a stored one ended on another server: st ends
+// here too, without an end event (the other server fired it).
+func (m *Manager) mergeStored(ctx context.Context, key string, st *state, base []byte) error {
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	cur, err := m.storage.get(cctx, key)
+	cancel()
+	m.stats.reads.Add(1)
+	switch {
+	case errors.Is(err, errNotFound) && base != nil:
+		st.mu.Lock()
+		id := st.id
+		ours := st.key == key
+		st.mu.Unlock()
+		if ours {
+			m.forget(id, st)
+			m.log.Info("sessions: session ended on another server; its changes here are dropped", "key", key)
+		}
+		return nil
+	case errors.Is(err, errNotFound):
+		// Absent, yet the write "only if absent" lost: it raced with
+		// another writer; try again.
+	case err != nil:
+		m.storageFailed("read", err)
+		return err
+	default:
+		env := m.decode(key, cur)
+		st.mu.Lock()
+		if st.key == key && !st.ended {
+			if env != nil && env.Revision >= st.revision {
+				st.adoptLocked(env, cur)
+			} else {
+				st.base = cur // older or unreadable: overwrite it with this copy
+			}
+		}
+		st.mu.Unlock()
+	}
+	if st.queued.CompareAndSwap(false, true) {
+		m.wb.addWrite(key, st)
+	}
+	return nil
 }
 
 // batchSize bounds one SetMany call.

@@ -174,6 +174,16 @@ type client struct {
 	t      *testing.T
 	cookie string // session ID; "" for none
 	name   string // cookie name
+	raw    string // the cookie's whole value (ID and version), if set by a response
+}
+
+// idOf returns the session ID of a cookie value (which may carry a
+// version after the ID).
+func idOf(value string) string {
+	if len(value) > 43 {
+		return value[:43]
+	}
+	return value
 }
 
 func newClient(t *testing.T) *client { return &client{t: t, name: "session"} }
@@ -184,16 +194,20 @@ func (c *client) do(h http.Handler, target string) (int, string) {
 	c.t.Helper()
 	r := httptest.NewRequest(http.MethodGet, target, nil)
 	if c.cookie != "" {
-		r.AddCookie(&http.Cookie{Name: c.name, Value: c.cookie})
+		value := c.cookie
+		if idOf(c.raw) == c.cookie {
+			value = c.raw
+		}
+		r.AddCookie(&http.Cookie{Name: c.name, Value: value})
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	for _, ck := range w.Result().Cookies() {
 		if ck.Name == c.name {
 			if ck.MaxAge < 0 {
-				c.cookie = ""
+				c.cookie, c.raw = "", ""
 			} else {
-				c.cookie = ck.Value
+				c.cookie, c.raw = idOf(ck.Value), ck.Value
 			}
 		}
 	}

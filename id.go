@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"strconv"
+	"strings"
 )
 
 // idBytes is the entropy of a session ID; idLen its base64url length.
@@ -70,3 +72,54 @@ func StorageKey(prefix, id string) string { return storageKey(prefix, id) }
 // issues (43 base64url characters encoding 32 bytes). Any other cookie
 // value is ignored without a storage lookup.
 func ValidID(s string) bool { return validID(s) }
+
+// version names one change of a session in sticky mode: the revision the
+// change is stored at (at least) and the server (node) that made it. The
+// session cookie carries the version of the last change its response
+// reported, as "<id>.<revision>.<node>" in base 36, so that a server whose
+// copy is older than what the browser has seen (a routing flap) reloads it.
+type version struct {
+	rev  uint64
+	node uint32
+}
+
+// parseCookie splits a cookie value into a well-formed ID and its version
+// (zero when absent or malformed: the ID alone still counts). ok is false
+// when the ID is not well-formed.
+func parseCookie(v string) (id string, ver version, ok bool) {
+	if len(v) < idLen || !validID(v[:idLen]) {
+		return "", version{}, false
+	}
+	id, rest := v[:idLen], v[idLen:]
+	if len(rest) == 0 {
+		return id, version{}, true
+	}
+	if len(rest) > 24 || rest[0] != '.' {
+		return "", version{}, false
+	}
+	revS, nodeS, found := strings.Cut(rest[1:], ".")
+	if !found {
+		return "", version{}, false
+	}
+	rev, err1 := strconv.ParseUint(revS, 36, 64)
+	node, err2 := strconv.ParseUint(nodeS, 36, 32)
+	if err1 != nil || err2 != nil {
+		return "", version{}, false
+	}
+	return id, version{rev, uint32(node)}, true
+}
+
+// cookieValue is the cookie value for id at version ver (zero: the ID
+// alone).
+func cookieValue(id string, ver version) string {
+	if ver == (version{}) {
+		return id
+	}
+	var buf [idLen + 24]byte
+	b := append(buf[:0], id...)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, ver.rev, 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(ver.node), 36)
+	return string(b)
+}

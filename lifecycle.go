@@ -65,6 +65,10 @@ type state struct {
 	revision uint64
 	base     []byte // cluster mode: the stored bytes this copy is based on
 	expires  int64  // Unix ms: deadline of the stored copy (0: never stored)
+	// verified is the latest version made on another server that a
+	// request showed and the stored copy was found to include (sticky
+	// mode): requests showing it need no reload.
+	verified version
 
 	// storedAccess is the LastAccess (Unix ms) of the latest stored
 	// envelope, 0 while the session has not been stored under its current
@@ -231,7 +235,7 @@ func (m *Manager) fireEnd(s *Session, reason EndReason) {
 // acquire finds the session for a valid incoming ID and pins it for the
 // request (release unpins it): nil, and no error, when there is none, so
 // that the request starts without a session.
-func (m *Manager) acquire(ctx context.Context, id string, now time.Time) (*state, error) {
+func (m *Manager) acquire(ctx context.Context, id string, ver version, now time.Time) (*state, error) {
 	if m.cfg.Cluster {
 		return m.loadCluster(ctx, id, now)
 	}
@@ -245,9 +249,57 @@ func (m *Manager) acquire(ctx context.Context, id string, now time.Time) (*state
 			return nil, nil
 		}
 	case st == nil:
-		return m.loadSticky(ctx, id, now)
+		return m.loadSticky(ctx, id, ver, now)
 	}
-	return m.await(ctx, st, id)
+	st, err := m.await(ctx, st, id)
+	if st == nil || err != nil || ver.node == 0 || ver.node == m.node {
+		return st, err // the common case: no change the browser saw was made elsewhere
+	}
+	return m.catchUp(ctx, st, id, ver)
+}
+
+// catchUp makes sure a resident session includes a change the browser
+// saw another server make (its cookie's version: sticky mode, a routing
+// flap): the first request showing that version reloads the stored copy
+// and merges it with this server's unsaved changes. If the other server
+// has not stored the change yet, this request is served the copy it has,
+// and the next one tries again.
+func (m *Manager) catchUp(ctx context.Context, st *state, id string, ver version) (*state, error) {
+	st.mu.Lock()
+	key, base, seen := st.key, st.base, st.verified == ver
+	st.mu.Unlock()
+	if seen {
+		return st, nil
+	}
+	data, err := m.read(ctx, key)
+	if errors.Is(err, errNotFound) && base != nil {
+		// Ended on the other server (the browser would have no version
+		// cookie had this tab seen the logout).
+		m.forget(id, st)
+		m.release(st)
+		return nil, nil
+	}
+	if err != nil {
+		return st, nil // storage failing: sticky mode serves its copy
+	}
+	env := m.decode(key, data)
+	if env == nil {
+		return st, nil
+	}
+	st.mu.Lock()
+	if st.key == key && !st.ended {
+		if env.Revision > st.revision {
+			st.adoptLocked(env, data)
+			if m.storage.cas == nil {
+				st.base = nil
+			}
+		}
+		if env.Revision >= ver.rev {
+			st.verified = ver
+		}
+	}
+	st.mu.Unlock()
+	return st, nil
 }
 
 // await returns a pinned state once it is loaded, if it is still the live
@@ -289,7 +341,7 @@ func (m *Manager) release(st *state) {
 // loadSticky reads a session missing from memory (sticky mode). A
 // placeholder in memory makes concurrent misses of the same ID wait for
 // this one read instead of loading copies of their own.
-func (m *Manager) loadSticky(ctx context.Context, id string, now time.Time) (*state, error) {
+func (m *Manager) loadSticky(ctx context.Context, id string, ver version, now time.Time) (*state, error) {
 	key := storageKey(m.cfg.KeyPrefix, id)
 	if m.wb.deleting(key) {
 		return nil, nil // ended here; its delete has not reached storage yet
@@ -324,7 +376,9 @@ func (m *Manager) loadSticky(ctx context.Context, id string, now time.Time) (*st
 	}
 	ph.mu.Lock()
 	ph.adoptLocked(env, data)
-	ph.base = nil // sticky mode writes blindly
+	if m.storage.cas == nil {
+		ph.base = nil // writes are blind: no need to keep it
+	}
 	if env.Expires < now.UnixMilli() {
 		snap := m.snapshotLocked(ph)
 		ph.ended = true
@@ -333,6 +387,9 @@ func (m *Manager) loadSticky(ctx context.Context, id string, now time.Time) (*st
 		m.loadFailed(ph, nil)
 		m.fireEnd(snap, EndTimeout)
 		return nil, nil
+	}
+	if ver.node != m.node && env.Revision >= ver.rev {
+		ph.verified = ver
 	}
 	ph.mu.Unlock()
 	ph.ready.Store(true)
@@ -392,6 +449,7 @@ func (m *Manager) renew(h *Session) error {
 		st.id, st.key = newID, newKey
 		st.storedAccess.Store(0)
 		st.expires = 0
+		st.base = nil // nothing is stored under the new key yet
 		st.mu.Unlock()
 		// The old key's delete (a tombstone) is queued before the old ID
 		// leaves memory, so no request can load the old entry back.

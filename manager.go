@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -189,6 +190,9 @@ type Manager struct {
 	stopNotify  func()
 
 	storageDown atomic.Bool
+	// node tells this Manager's changes from other servers' in the
+	// versions session cookies carry (sticky mode). Immutable.
+	node uint32
 	// lastTick is when the sweeper last ran (Unix ns, by now).
 	lastTick   atomic.Int64
 	unreadable keySet // unreadable entries reported so far
@@ -239,6 +243,9 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	m.wb.init()
 	m.flushCtx, m.cancelFlush = context.WithCancel(context.Background())
 	m.lastTick.Store(now().UnixNano())
+	for m.node == 0 {
+		m.node = mrand.Uint32()
+	}
 	m.touchEvery = cfg.Timeout / 10
 	// Stored entries outlive their logical deadline (kept in the envelope
 	// and checked on every load) by a margin covering the Timeout/10 touch

@@ -53,20 +53,20 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 			m.cfg.ErrorHandler(w, r, ErrManagerClosed)
 			return
 		}
-		incoming := m.cookieID(r)
+		incoming, ver, raw := m.cookieID(r)
 		var st *state
 		var now time.Time
 		if incoming != "" {
 			now = m.now()
 			var err error
-			if st, err = m.acquire(r.Context(), incoming, now); err != nil {
+			if st, err = m.acquire(r.Context(), incoming, ver, now); err != nil {
 				m.cfg.ErrorHandler(w, r, err)
 				return
 			}
 		}
 		// One allocation carries the wrapped writer, the request's
 		// session handle and the context.
-		rw := &responseWriter{ResponseWriter: w, m: m, incoming: incoming}
+		rw := &responseWriter{ResponseWriter: w, m: m, incoming: incoming, incomingRaw: raw}
 		h := &rw.sess
 		h.m = m
 		if st != nil {
@@ -108,9 +108,9 @@ func (m *Manager) touch(st *state, now time.Time) {
 	}
 }
 
-// cookieID returns the session ID from the request's cookie if it is
-// well-formed, else "". It does not allocate.
-func (m *Manager) cookieID(r *http.Request) string {
+// cookieID returns the session ID and version from the request's cookie
+// if it is well-formed, else "". It does not allocate.
+func (m *Manager) cookieID(r *http.Request) (id string, ver version, raw string) {
 	name := m.cfg.Cookie.Name
 	for _, line := range r.Header["Cookie"] {
 		for len(line) > 0 {
@@ -118,13 +118,14 @@ func (m *Manager) cookieID(r *http.Request) string {
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimSpace(part)
 			if len(part) > len(name) && part[len(name)] == '=' && part[:len(name)] == name {
-				if v := part[len(name)+1:]; validID(v) {
-					return v
+				v := part[len(name)+1:]
+				if id, ver, ok := parseCookie(v); ok {
+					return id, ver, v
 				}
 			}
 		}
 	}
-	return ""
+	return "", version{}, ""
 }
 
 // errResponseAborted is what Write returns after a failed commit replaced
@@ -139,7 +140,8 @@ type responseWriter struct {
 	r        *http.Request // the request as the handler sees it
 	ctx      sessionContext
 	sess     Session // the request's handle
-	incoming string  // the well-formed session ID the request carried
+	incoming    string // the well-formed session ID the request carried
+	incomingRaw string // its cookie value, with the version
 	sent     string  // the ID the response's Set-Cookie carried
 	prepared bool
 	aborted  bool
@@ -174,44 +176,56 @@ func (w *responseWriter) prepare() bool {
 
 // setCookie decides, in one place, what the response says about the
 // session cookie, from what this request did: it sends the ID only if this
-// request created or renewed it, a deletion only if this request
+// request created, renewed or (sticky mode, where the cookie carries the
+// session's version) changed the session, a deletion only if this request
 // invalidated the session and started no new one, and otherwise nothing —
 // whatever other requests did to the session meanwhile.
 func (w *responseWriter) setCookie() {
 	h := &w.sess
+	m := w.m
 	h.mu.Lock()
 	b, live := h.bound.Load(), false
 	var st *state
 	var id string
+	var ver version
 	if b != nil {
 		st, id = b.st, b.id
 		st.mu.Lock()
 		live = h.liveLocked(b)
+		if live && !m.cfg.Cluster {
+			ver = version{st.revision, m.node}
+			if len(st.dirty) > 0 {
+				ver.rev++ // the revision its next write stores
+			}
+		}
 		st.mu.Unlock()
 	}
-	created, renewed, invalidated := h.created, h.renewed, h.invalidated
+	created, renewed, invalidated, wrote := h.created, h.renewed, h.invalidated, h.wrote
 	h.mu.Unlock()
 
-	c := w.m.cfg.Cookie
+	c := m.cfg.Cookie
 	cookie := http.Cookie{
 		Name: c.Name, Path: c.Path, Domain: c.Domain,
 		Secure: !c.Insecure, HttpOnly: !c.AllowScript, SameSite: c.SameSite,
 	}
 	switch {
-	case live && (created || renewed):
-		cookie.Value = id
+	case live && (created || renewed || wrote && !m.cfg.Cluster):
+		cookie.Value = cookieValue(id, ver)
 	case invalidated && st == nil && w.incoming != "":
 		cookie.MaxAge = -1 // logged out, no new session: delete it
 	case live && id == w.incoming && w.refreshPersistentCookie(st):
-		cookie.Value = id
+		cookie.Value = w.incomingRaw
 	default:
 		return
 	}
 	if cookie.Value != "" && c.Persist {
-		cookie.MaxAge = int((w.m.cfg.Timeout + time.Second - 1) / time.Second)
-		st.cookieSent.Store(w.m.now().UnixMilli())
+		cookie.MaxAge = int((m.cfg.Timeout + time.Second - 1) / time.Second)
+		st.cookieSent.Store(m.now().UnixMilli())
 	}
-	w.sent = cookie.Value
+	w.sent = id
+	if cookie.Value == "" {
+		w.sent = ""
+	}
 	hd := w.Header()
 	hd.Add("Set-Cookie", cookie.String())
 	hd.Add("Vary", "Cookie")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,8 +86,8 @@ func TestCookieDefaults(t *testing.T) {
 	if ck.Name != "session" || !ck.HttpOnly || !ck.Secure || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.MaxAge != 0 {
 		t.Fatalf("cookie %s: want session=...; Path=/; HttpOnly; Secure; SameSite=Lax and no Max-Age", ck)
 	}
-	if len(ck.Value) != 43 {
-		t.Fatalf("ID %q: want 43 base64url characters (32 random bytes)", ck.Value)
+	if id := idOf(ck.Value); len(id) != 43 || !regexp.MustCompile(`^\.[0-9a-z]+\.[0-9a-z]+$`).MatchString(ck.Value[43:]) {
+		t.Fatalf("cookie value %q: want 43 base64url characters (32 random bytes), then the sticky-mode version .<revision>.<node>", ck.Value)
 	}
 }
 
@@ -132,7 +133,7 @@ func TestMalformedCookiesGetFreshSessionWithoutStorageLookup(t *testing.T) {
 			t.Errorf("%s cookie: %d storage lookups, want none", name, g)
 		}
 		ck := w.Result().Cookies()
-		if len(ck) != 1 || ck[0].Value == value || len(ck[0].Value) != 43 {
+		if len(ck) != 1 || idOf(ck[0].Value) == value || len(idOf(ck[0].Value)) != 43 {
 			t.Errorf("%s cookie: want a fresh session with a new ID, got cookies %v", name, ck)
 		}
 	}
@@ -829,9 +830,20 @@ func TestStickyFlushWritesManySessionsPerCall(t *testing.T) {
 		clients[i] = newClient(t)
 		clients[i].must(n.h, "/set?k=a&v="+strconv.Itoa(i), 200)
 	}
-	eventually(t, 2*time.Second, "all flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.fault.Sets.Load() >= 300 })
-	// 300 sessions in one window: a couple of SetMany calls, not 300 writes.
+	eventually(t, 2*time.Second, "all flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.fault.Writes() >= 300 })
+	// 300 sessions in one window: a couple of batch calls (compare-and-swap
+	// batches, the store having both), not 300 writes.
 	if calls := b.fault.Batches.Load(); calls < 1 || calls > 6 {
+		t.Fatalf("300 queued sessions took %d batch calls; want a few", calls)
+	}
+	// A store with SetMany but no compare-and-swap gets SetMany.
+	b2 := newBackend(t)
+	n2 := newNode(t, b2, sessions.Config{WriteBehind: 50 * time.Millisecond, Store: setManyOnly{b2.fault}})
+	for i := 0; i < 300; i++ {
+		newClient(t).must(n2.h, "/set?k=a&v=1", 200)
+	}
+	eventually(t, 2*time.Second, "all flushed", func() bool { return n2.m.Stats().PendingWrites == 0 && b2.fault.Sets.Load() >= 300 })
+	if calls := b2.fault.Batches.Load(); calls < 1 || calls > 6 {
 		t.Fatalf("300 queued sessions took %d SetMany calls; want a few", calls)
 	}
 	for i, c := range clients {
@@ -840,3 +852,24 @@ func TestStickyFlushWritesManySessionsPerCall(t *testing.T) {
 		}
 	}
 }
+
+// setManyOnly is a store with SetMany but no compare-and-swap.
+type setManyOnly struct{ f *faultstore.Store }
+
+func (s setManyOnly) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+	return s.f.SetMany(ctx, keys, values, ttl)
+}
+
+func (s setManyOnly) Get(ctx context.Context, key any) (any, error) { return s.f.Get(ctx, key) }
+func (s setManyOnly) GetWithTTL(ctx context.Context, key any) (any, time.Duration, error) {
+	return s.f.GetWithTTL(ctx, key)
+}
+func (s setManyOnly) Set(ctx context.Context, key any, value any, options ...store.Option) error {
+	return s.f.Set(ctx, key, value, options...)
+}
+func (s setManyOnly) Delete(ctx context.Context, key any) error { return s.f.Delete(ctx, key) }
+func (s setManyOnly) Invalidate(ctx context.Context, options ...store.InvalidateOption) error {
+	return s.f.Invalidate(ctx, options...)
+}
+func (s setManyOnly) Clear(ctx context.Context) error { return s.f.Clear(ctx) }
+func (s setManyOnly) GetType() string                 { return s.f.GetType() }

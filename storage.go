@@ -74,6 +74,23 @@ type CompareAndSwapStore interface {
 	CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
 }
 
+// CompareAndSwapManyStore is an optional capability of a store that has
+// CompareAndSwap: many of them in one round trip or transaction. Sticky
+// mode's write-behind uses it to flush every queued session at once
+// without ever replacing a version another server stored meanwhile.
+// Without it, the library makes one CompareAndSwap call per session,
+// several in parallel.
+type CompareAndSwapManyStore interface {
+	// CompareAndSwapMany performs CompareAndSwap(keys[i], olds[i],
+	// values[i], ttl) for every i and reports in swapped[i] whether entry
+	// i was stored. Each entry compares and swaps atomically on its own;
+	// the batch as a whole need not be atomic. It must accept up to 256
+	// entries per call, and an error (mismatched slice lengths among
+	// them) means no entry's outcome is known: any subset may have been
+	// stored.
+	CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) (swapped []bool, err error)
+}
+
 // ExpiryNotifier is an optional capability of a store that removes expired
 // entries itself: it tells subscribers about each entry it expires, so the
 // library can fire OnSessionEnd for sessions that time out in storage.
@@ -129,6 +146,7 @@ type storage struct {
 	name   string
 	store  store.StoreInterface
 	cas    CompareAndSwapStore // nil when the store lacks it
+	casN   CompareAndSwapManyStore // nil when the store lacks it
 	batch  BatchSetter         // nil when the store lacks it
 	expiry ExpiryNotifier      // nil when the store lacks it
 	owned  bool                // opened from a URL: closed by the Manager
@@ -170,6 +188,9 @@ func (s *storage) storeTTL(ttl time.Duration) time.Duration {
 func newStorage(name string, st store.StoreInterface, owned bool) *storage {
 	s := &storage{name: name, store: st, owned: owned}
 	s.cas, _ = st.(CompareAndSwapStore)
+	if s.cas != nil {
+		s.casN, _ = st.(CompareAndSwapManyStore)
+	}
 	s.batch, _ = st.(BatchSetter)
 	s.expiry, _ = st.(ExpiryNotifier)
 	switch st.GetType() {
@@ -488,6 +509,56 @@ func (s *storage) compareAndSwap(ctx context.Context, key string, old, value []b
 		return false, nil
 	}
 	return true, s.set(ctx, key, value, ttl)
+}
+
+// compareAndSwapMany performs a compare-and-swap per entry (s.cas must be
+// set): in one call where the store can, else flushConcurrency calls at a
+// time. errs[i] is entry i's error (all the same when the batch call
+// failed).
+func (s *storage) compareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) (swapped []bool, errs []error) {
+	swapped, errs = make([]bool, len(keys)), make([]error, len(keys))
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return swapped, errs
+	}
+	if s.casN != nil && len(keys) > 1 {
+		got, err := s.casN.CompareAndSwapMany(ctx, keys, olds, values, s.storeTTL(ttl))
+		if err == nil && len(got) != len(keys) {
+			err = fmt.Errorf("sessions: storage %s: CompareAndSwapMany of %d entries reported %d outcomes", s.name, len(keys), len(got))
+		}
+		if err == nil {
+			return got, errs
+		}
+		// One entry the storage refuses fails the whole call: find it
+		// (and let the others land) one by one, below.
+	}
+	// flushConcurrency calls at a time; a group in which every call fails
+	// means the storage itself is failing: the rest are not tried.
+	for start := 0; start < len(keys); start += flushConcurrency {
+		end := min(start+flushConcurrency, len(keys))
+		var wg sync.WaitGroup
+		for i := start; i < end; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				swapped[i], errs[i] = s.cas.CompareAndSwap(ctx, keys[i], olds[i], values[i], s.storeTTL(ttl))
+			}()
+		}
+		wg.Wait()
+		allFailed := true
+		for i := start; i < end; i++ {
+			allFailed = allFailed && errs[i] != nil
+		}
+		if allFailed {
+			for i := end; i < len(keys); i++ {
+				errs[i] = errs[start]
+			}
+			break
+		}
+	}
+	return swapped, errs
 }
 
 // delete removes key; deleting a missing key is not an error.

@@ -6,8 +6,11 @@
 // implements the optional capabilities the library uses: CompareAndSwap and
 // NotifyExpired. Expired entries are invisible at once and removed by a
 // background sweep (every SweepInterval, default 1 s), which delivers each
-// one to one expiry subscriber. The sweep goroutine starts with the first
-// entry that has a TTL or the first subscriber; Close stops it.
+// one to one expiry subscriber. Each shard keeps its entries that have a
+// TTL in a min-heap by deadline, so a sweep touches only expired entries,
+// and it takes a shard's lock for at most sweepSlice of them at a time.
+// The sweep goroutine starts with the first entry that has a TTL or the
+// first subscriber; Close stops it.
 //
 // URL form (for sessions.Config.Storage): "memory" or "memory://". Data lives
 // only as long as the process; use it for single-server development and
@@ -29,6 +32,10 @@ import (
 const Type = "memory"
 
 const shardCount = 32
+
+// sweepSlice is the most expired entries the sweep removes under one
+// acquisition of a shard's lock.
+const sweepSlice = 256
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
@@ -53,14 +60,128 @@ type Store struct {
 	closed atomic.Bool
 }
 
+// shard is one lock's share of the entries. Every entry with a TTL is in
+// h, exactly once, at its current deadline; entries without are not.
 type shard struct {
 	mu sync.RWMutex
-	m  map[string]item
+	m  map[string]*entry
+	h  deadlines
 }
 
-type item struct {
+// entry is one key's current value. Its fields change only under the
+// shard's write lock; value is replaced, never modified in place, so a
+// reader may copy a value it read under the read lock after releasing it.
+type entry struct {
+	key     string
 	value   []byte
 	expires int64 // Unix nanoseconds; 0: never
+	idx     int   // position in the shard's heap; -1: not in it
+}
+
+// deadlines is a 4-ary min-heap of entries by deadline. A slot carries
+// its entry's deadline so that sifting compares without dereferencing.
+type deadlines []slot
+
+type slot struct {
+	expires int64
+	e       *entry
+}
+
+func (h deadlines) put(i int, s slot) {
+	h[i] = s
+	s.e.idx = i
+}
+
+// up moves the slot at i towards the root to its place.
+func (h deadlines) up(i int) {
+	s := h[i]
+	for i > 0 {
+		p := (i - 1) / 4
+		if h[p].expires <= s.expires {
+			break
+		}
+		h.put(i, h[p])
+		i = p
+	}
+	h.put(i, s)
+}
+
+// down moves the slot at i towards the leaves to its place.
+func (h deadlines) down(i int) {
+	s := h[i]
+	for {
+		c := 4*i + 1
+		if c >= len(h) {
+			break
+		}
+		m := c
+		for j := c + 1; j < c+4 && j < len(h); j++ {
+			if h[j].expires < h[m].expires {
+				m = j
+			}
+		}
+		if s.expires <= h[m].expires {
+			break
+		}
+		h.put(i, h[m])
+		i = m
+	}
+	h.put(i, s)
+}
+
+func (h *deadlines) push(e *entry) {
+	*h = append(*h, slot{e.expires, e})
+	h.up(len(*h) - 1)
+}
+
+// fix restores the order after the deadline of the entry at i changed.
+func (h deadlines) fix(i int) {
+	h[i].expires = h[i].e.expires
+	h.up(i)
+	h.down(h[i].e.idx)
+}
+
+// remove takes the entry at i out of the heap.
+func (h *deadlines) remove(i int) {
+	old := *h
+	gone, last := old[i].e, len(old)-1
+	if i != last {
+		old.put(i, old[last])
+	}
+	old[last] = slot{}
+	*h = old[:last]
+	if i != last {
+		h.fix(i)
+	}
+	gone.idx = -1
+}
+
+// set stores v under k with the deadline expires (0: none), reusing k's
+// entry if there is one. The caller holds the write lock.
+func (sh *shard) set(k string, v []byte, expires int64) {
+	e := sh.m[k]
+	if e == nil {
+		e = &entry{key: k, idx: -1}
+		sh.m[k] = e
+	}
+	e.value = v
+	e.expires = expires
+	switch {
+	case expires != 0 && e.idx >= 0:
+		sh.h.fix(e.idx)
+	case expires != 0:
+		sh.h.push(e)
+	case e.idx >= 0:
+		sh.h.remove(e.idx)
+	}
+}
+
+// remove deletes e. The caller holds the write lock.
+func (sh *shard) remove(e *entry) {
+	delete(sh.m, e.key)
+	if e.idx >= 0 {
+		sh.h.remove(e.idx)
+	}
 }
 
 type subscriber struct{ fn func(string, []byte) }
@@ -73,7 +194,7 @@ func New(opts Options) *Store {
 		s.sweep = time.Second
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]item)
+		s.shards[i].m = make(map[string]*entry)
 	}
 	return s
 }
@@ -82,7 +203,15 @@ func (s *Store) shard(key string) *shard {
 	return &s.shards[maphash.String(s.seed, key)%shardCount]
 }
 
-func (it item) live(now int64) bool { return it.expires == 0 || now < it.expires }
+func live(expires, now int64) bool { return expires == 0 || now < expires }
+
+// expiresAt is the deadline for a time to live (0: none).
+func expiresAt(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return time.Now().Add(ttl).UnixNano()
+}
 
 func keyString(key any) (string, error) {
 	k, ok := key.(string)
@@ -106,44 +235,52 @@ func notFound() error {
 	return store.NotFoundWithCause(fmt.Errorf("memory store: key not found"))
 }
 
-func (s *Store) lookup(ctx context.Context, key any) (item, error) {
+// lookup returns key's live value (not a copy) and deadline.
+func (s *Store) lookup(ctx context.Context, key any) ([]byte, int64, error) {
 	if err := ctx.Err(); err != nil {
-		return item{}, err
+		return nil, 0, err
 	}
 	k, err := keyString(key)
 	if err != nil {
-		return item{}, err
+		return nil, 0, err
 	}
 	sh := s.shard(k)
+	var (
+		v       []byte
+		expires int64
+	)
 	sh.mu.RLock()
-	it, ok := sh.m[k]
-	sh.mu.RUnlock()
-	if !ok || !it.live(time.Now().UnixNano()) {
-		return item{}, notFound()
+	e, ok := sh.m[k]
+	if ok {
+		v, expires = e.value, e.expires
 	}
-	return it, nil
+	sh.mu.RUnlock()
+	if !ok || !live(expires, time.Now().UnixNano()) {
+		return nil, 0, notFound()
+	}
+	return v, expires, nil
 }
 
 // Get returns a copy of the value as []byte, or store.NotFound.
 func (s *Store) Get(ctx context.Context, key any) (any, error) {
-	it, err := s.lookup(ctx, key)
+	v, _, err := s.lookup(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte(nil), it.value...), nil
+	return append([]byte(nil), v...), nil
 }
 
 // GetWithTTL is Get plus the remaining time to live (0: none).
 func (s *Store) GetWithTTL(ctx context.Context, key any) (any, time.Duration, error) {
-	it, err := s.lookup(ctx, key)
+	v, expires, err := s.lookup(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
 	var ttl time.Duration
-	if it.expires != 0 {
-		ttl = time.Duration(it.expires - time.Now().UnixNano())
+	if expires != 0 {
+		ttl = time.Duration(expires - time.Now().UnixNano())
 	}
-	return append([]byte(nil), it.value...), ttl, nil
+	return append([]byte(nil), v...), ttl, nil
 }
 
 // Set stores a copy of value ([]byte or string) with the expiration from
@@ -165,14 +302,13 @@ func (s *Store) Set(ctx context.Context, key any, value any, options ...store.Op
 }
 
 func (s *Store) put(k string, v []byte, ttl time.Duration) {
-	it := item{value: v}
-	if ttl > 0 {
-		it.expires = time.Now().Add(ttl).UnixNano()
+	expires := expiresAt(ttl)
+	if expires != 0 {
 		s.startSweeper()
 	}
 	sh := s.shard(k)
 	sh.mu.Lock()
-	sh.m[k] = it
+	sh.set(k, v, expires)
 	sh.mu.Unlock()
 }
 
@@ -196,20 +332,20 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	it := item{value: append(make([]byte, 0, len(value)), value...)}
-	if ttl > 0 {
-		it.expires = time.Now().Add(ttl).UnixNano()
+	v := append(make([]byte, 0, len(value)), value...)
+	expires := expiresAt(ttl)
+	if expires != 0 {
 		s.startSweeper()
 	}
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur, ok := sh.m[key]
-	ok = ok && cur.live(time.Now().UnixNano())
+	ok = ok && live(cur.expires, time.Now().UnixNano())
 	if (old == nil) == ok || (ok && string(cur.value) != string(old)) {
 		return false, nil
 	}
-	sh.m[key] = it
+	sh.set(key, v, expires)
 	return true, nil
 }
 
@@ -224,7 +360,9 @@ func (s *Store) Delete(ctx context.Context, key any) error {
 	}
 	sh := s.shard(k)
 	sh.mu.Lock()
-	delete(sh.m, k)
+	if e, ok := sh.m[k]; ok {
+		sh.remove(e)
+	}
 	sh.mu.Unlock()
 	return nil
 }
@@ -243,6 +381,8 @@ func (s *Store) Clear(ctx context.Context) error {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		clear(sh.m)
+		clear(sh.h)
+		sh.h = sh.h[:0]
 		sh.mu.Unlock()
 	}
 	return nil
@@ -320,36 +460,47 @@ func (s *Store) sweepLoop() {
 	}
 }
 
-// SweepExpired removes expired entries now and reports each to one
-// subscriber. The background sweep calls it; tests may call it directly.
+// SweepExpired removes the entries expired now and reports each to one
+// subscriber, outside any lock. It takes each shard's lock for at most
+// sweepSlice entries at a time, and a shard with none expired for a single
+// look at its soonest deadline. The background sweep calls it; tests may
+// call it directly.
 func (s *Store) SweepExpired() {
 	now := time.Now().UnixNano()
-	type expired struct {
-		key   string
-		value []byte
-	}
-	var gone []expired
+	gone := make([]*entry, 0, sweepSlice)
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		for k, it := range sh.m {
-			if !it.live(now) {
-				delete(sh.m, k)
-				gone = append(gone, expired{k, it.value})
+		for {
+			gone = gone[:0]
+			sh.mu.Lock()
+			for len(gone) < sweepSlice && len(sh.h) > 0 && !live(sh.h[0].expires, now) {
+				e := sh.h[0].e
+				sh.h.remove(0)
+				delete(sh.m, e.key)
+				gone = append(gone, e)
+			}
+			sh.mu.Unlock()
+			// Removed entries are no longer shared: read them unlocked.
+			for _, e := range gone {
+				s.deliver(e.key, e.value)
+			}
+			if len(gone) < sweepSlice {
+				break
 			}
 		}
-		sh.mu.Unlock()
 	}
-	for _, e := range gone {
-		s.subMu.Lock()
-		var sub *subscriber
-		if n := len(s.subs); n > 0 {
-			sub = s.subs[s.next.Add(1)%uint64(n)]
-		}
-		s.subMu.Unlock()
-		if sub != nil {
-			sub.fn(e.key, e.value)
-		}
+}
+
+// deliver hands an expired entry to the next subscriber, if any.
+func (s *Store) deliver(key string, value []byte) {
+	s.subMu.Lock()
+	var sub *subscriber
+	if n := len(s.subs); n > 0 {
+		sub = s.subs[s.next.Add(1)%uint64(n)]
+	}
+	s.subMu.Unlock()
+	if sub != nil {
+		sub.fn(key, value)
 	}
 }
 
@@ -366,4 +517,22 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 		s.put(k, append(make([]byte, 0, len(values[i])), values[i]...), ttl)
 	}
 	return nil
+}
+
+// CompareAndSwapMany performs CompareAndSwap for every entry i and reports
+// in swapped[i] whether it stored; each entry is atomic on its own. The
+// sessions library flushes its write-behind queue with it.
+func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) ([]bool, error) {
+	if len(keys) != len(olds) || len(keys) != len(values) {
+		return nil, fmt.Errorf("memory: CompareAndSwapMany with %d keys, %d olds and %d values", len(keys), len(olds), len(values))
+	}
+	swapped := make([]bool, len(keys))
+	for i, k := range keys {
+		ok, err := s.CompareAndSwap(ctx, k, olds[i], values[i], ttl)
+		if err != nil {
+			return nil, err
+		}
+		swapped[i] = ok
+	}
+	return swapped, nil
 }

@@ -30,9 +30,9 @@ const (
 	Hang
 )
 
-// Store wraps a store. It forwards CompareAndSwap, SetMany and
-// NotifyExpired (the first two fail if the wrapped store lacks them); use
-// Plain for a view without those capabilities.
+// Store wraps a store. It forwards CompareAndSwap, CompareAndSwapMany,
+// SetMany and NotifyExpired (the first three fail if the wrapped store lacks
+// them); use Plain for a view without those capabilities.
 type Store struct {
 	inner store.StoreInterface
 
@@ -246,6 +246,27 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 		return errors.New("faultstore: wrapped store has no SetMany; use Plain")
 	}
 	return b.SetMany(ctx, keys, values, ttl)
+}
+
+// CompareAndSwapMany counts one batch and one CAS per entry, and forwards;
+// it fails whole when any key fails (see FailKeys), as an all-or-nothing
+// call would.
+func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) ([]bool, error) {
+	s.Batches.Add(1)
+	s.CASes.Add(int64(len(keys)))
+	if err := s.gate(ctx, OpCAS); err != nil {
+		return nil, err
+	}
+	if s.keyFails(keys...) {
+		return nil, ErrInjected
+	}
+	b, ok := s.inner.(interface {
+		CompareAndSwapMany(context.Context, []string, [][]byte, [][]byte, time.Duration) ([]bool, error)
+	})
+	if !ok {
+		return nil, errors.New("faultstore: wrapped store has no CompareAndSwapMany; use Plain")
+	}
+	return b.CompareAndSwapMany(ctx, keys, olds, values, ttl)
 }
 
 // NotifyExpired forwards, or does nothing if the wrapped store cannot.
