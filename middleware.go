@@ -136,15 +136,15 @@ var errResponseAborted = errors.New("sessions: response replaced by the error ha
 // just before the response header goes out.
 type responseWriter struct {
 	http.ResponseWriter
-	m        *Manager
-	r        *http.Request // the request as the handler sees it
-	ctx      sessionContext
-	sess     Session // the request's handle
-	incoming    string // the well-formed session ID the request carried
-	incomingRaw string // its cookie value, with the version
-	sent     string  // the ID the response's Set-Cookie carried
-	prepared bool
-	aborted  bool
+	m           *Manager
+	r           *http.Request // the request as the handler sees it
+	ctx         sessionContext
+	sess        Session // the request's handle
+	incoming    string  // the well-formed session ID the request carried
+	incomingRaw string  // its cookie value, with the version
+	sent        string  // the ID the response's Set-Cookie carried
+	prepared    bool
+	aborted     bool
 }
 
 // prepare runs once, before the header is written. It reports whether the

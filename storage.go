@@ -145,11 +145,11 @@ var clientMissMessages = map[string]bool{
 type storage struct {
 	name   string
 	store  store.StoreInterface
-	cas    CompareAndSwapStore // nil when the store lacks it
+	cas    CompareAndSwapStore     // nil when the store lacks it
 	casN   CompareAndSwapManyStore // nil when the store lacks it
-	batch  BatchSetter         // nil when the store lacks it
-	expiry ExpiryNotifier      // nil when the store lacks it
-	owned  bool                // opened from a URL: closed by the Manager
+	batch  BatchSetter             // nil when the store lacks it
+	expiry ExpiryNotifier          // nil when the store lacks it
+	owned  bool                    // opened from a URL: closed by the Manager
 	// keyPrefix is the URL's key_prefix option ("" if none): the default
 	// of Config.KeyPrefix.
 	keyPrefix string
