@@ -35,7 +35,7 @@ const shardCount = 32
 
 // sweepSlice is the most expired entries the sweep removes under one
 // acquisition of a shard's lock.
-const sweepSlice = 256
+const sweepSlice = 64
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
@@ -136,9 +136,10 @@ func (h *deadlines) push(e *entry) {
 
 // fix restores the order after the deadline of the entry at i changed.
 func (h deadlines) fix(i int) {
-	h[i].expires = h[i].e.expires
+	e := h[i].e
+	h[i].expires = e.expires
 	h.up(i)
-	h.down(h[i].e.idx)
+	h.down(e.idx)
 }
 
 // remove takes the entry at i out of the heap.
