@@ -230,6 +230,9 @@ func (m *Manager) flushLoop() {
 			}
 		case <-retry.C:
 		}
+		if m.repersist.step(m) {
+			m.wb.signal() // more to walk after this flush
+		}
 		m.flushBatch(m.flushCtx, false)
 		if at, ok := m.wb.nextRetry(); ok {
 			retry.Reset(max(time.Until(at), m.cfg.WriteBehind))
@@ -388,34 +391,44 @@ func (m *Manager) mergeStored(ctx context.Context, key string, st *state, base [
 	cur, err := m.storage.get(cctx, key)
 	cancel()
 	m.stats.reads.Add(1)
+	st.mu.Lock()
+	id, ours, endedElsewhere := st.id, st.key == key, st.endedElsewhereLocked()
+	st.mu.Unlock()
 	switch {
-	case errors.Is(err, errNotFound) && base != nil:
-		st.mu.Lock()
-		id := st.id
-		ours := st.key == key
-		st.mu.Unlock()
+	case errors.Is(err, errNotFound) && endedElsewhere:
 		if ours {
 			m.forget(id, st)
 			m.log.Info("sessions: session ended on another server; its changes here are dropped", "key", key)
 		}
 		return nil
 	case errors.Is(err, errNotFound):
-		// Absent, yet the write "only if absent" lost: it raced with
-		// another writer; try again.
+		// Absent and not ended elsewhere: the storage lost it while it
+		// failed, or an "only if absent" write raced with another
+		// writer. Write it again, only if absent.
+		st.mu.Lock()
+		if st.key == key {
+			st.base = nil
+		}
+		st.mu.Unlock()
 	case err != nil:
 		m.storageFailed("read", err)
 		return err
 	default:
 		env := m.decode(key, cur)
+		rewrite := true
 		st.mu.Lock()
 		if st.key == key && !st.ended {
 			if env != nil && env.Revision >= st.revision {
 				st.adoptLocked(env, cur)
+				rewrite = len(st.dirty) > 0 // else storage has all of it
 			} else {
 				st.base = cur // older or unreadable: overwrite it with this copy
 			}
 		}
 		st.mu.Unlock()
+		if !rewrite {
+			return nil
+		}
 	}
 	if st.queued.CompareAndSwap(false, true) {
 		m.wb.addWrite(key, st)
@@ -789,4 +802,75 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 		st.mu.Unlock()
 	}
 	return ErrConflict
+}
+
+// repersistWalk re-queues every resident session after storage recovered
+// from a failure (sticky mode): a storage that comes back empty (Redis
+// without persistence, a memcached restart) would otherwise hold only the
+// sessions that changed since, and a restart of this server would lose
+// the others. The walk is paced, a few batches per write-behind window, by
+// the flusher; each session is written "only if absent" and merged with
+// what storage has otherwise, so a storage that kept its data costs a read
+// per session and loses nothing.
+type repersistWalk struct {
+	mu     sync.Mutex // protects following fields
+	active bool
+	shard  int // next shard to walk
+	queued int // sessions queued by this walk so far
+}
+
+// repersistPerStep bounds the sessions one step queues.
+const repersistPerStep = 4 * batchSize
+
+func (r *repersistWalk) start(m *Manager) {
+	r.mu.Lock()
+	r.active, r.shard, r.queued = true, 0, 0
+	r.mu.Unlock()
+	m.log.Info("sessions: storage recovered after a failure; writing the sessions held in memory again, in case it lost them",
+		"resident", m.ram.len())
+	m.wb.signal()
+}
+
+// step queues the next sessions of the walk; it reports whether the walk
+// has more to do.
+func (r *repersistWalk) step(m *Manager) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.active {
+		return false
+	}
+	budget := repersistPerStep
+	for ; r.shard < ramShards && budget > 0; r.shard++ {
+		sh := &m.ram.shards[r.shard]
+		sh.mu.RLock()
+		sts := make([]*state, 0, len(sh.m))
+		for _, st := range sh.m {
+			sts = append(sts, st)
+		}
+		sh.mu.RUnlock()
+		for _, st := range sts {
+			if !st.ready.Load() {
+				continue
+			}
+			st.mu.Lock()
+			live := !st.ended && st.id != ""
+			if live {
+				st.base = nil // unknown: write only if absent, else merge
+			}
+			st.mu.Unlock()
+			if live {
+				st.queued.Store(false)
+				m.enqueue(st)
+				r.queued++
+				budget--
+				m.stats.repersisted.Add(1)
+			}
+		}
+	}
+	if r.shard < ramShards {
+		return true
+	}
+	r.active = false
+	m.log.Info("sessions: every session held in memory is queued to be written again", "sessions", r.queued)
+	return false
 }

@@ -63,7 +63,11 @@ type state struct {
 	seq      uint64
 	created  int64 // Unix ms
 	revision uint64
-	base     []byte // cluster mode: the stored bytes this copy is based on
+	base     []byte // the stored bytes this copy is based on (nil: none, or not kept)
+	// baseOutages is Manager.outages when base was read or written: a
+	// base from before a storage failure may be gone because the storage
+	// lost it, not because the session ended elsewhere.
+	baseOutages uint64
 	expires  int64  // Unix ms: deadline of the stored copy (0: never stored)
 	// verified is the latest version made on another server that a
 	// request showed and the stored copy was found to include (sticky
@@ -156,7 +160,7 @@ func (st *state) storedLocked(key string, data []byte, now time.Time, seq uint64
 	st.storedAccess.Store(now.UnixMilli())
 	st.expires = now.Add(st.m.cfg.Timeout).UnixMilli()
 	if keepBase {
-		st.base = data
+		st.base, st.baseOutages = data, st.m.outages.Load()
 	}
 	for k, v := range st.dirty {
 		if v <= seq {
@@ -195,7 +199,15 @@ func (st *state) adoptLocked(env *serializer.Envelope, data []byte) {
 	st.created = env.Created
 	st.expires = env.Expires
 	st.storedAccess.Store(env.LastAccess)
-	st.base = data
+	st.base, st.baseOutages = data, st.m.outages.Load()
+}
+
+// endedElsewhereLocked reports whether a missing entry means the session
+// ended on another server (sticky mode): it was based on a stored copy
+// read or written since the storage last failed. Otherwise the storage
+// may have lost it (a restart without persistence) and it is written again.
+func (st *state) endedElsewhereLocked() bool {
+	return st.base != nil && st.baseOutages == st.m.outages.Load()
 }
 
 // stateFromEnvelope builds a session from stored bytes, not yet resident.
@@ -266,13 +278,16 @@ func (m *Manager) acquire(ctx context.Context, id string, ver version, now time.
 // and the next one tries again.
 func (m *Manager) catchUp(ctx context.Context, st *state, id string, ver version) (*state, error) {
 	st.mu.Lock()
-	key, base, seen := st.key, st.base, st.verified == ver
+	key, seen := st.key, st.verified == ver
 	st.mu.Unlock()
 	if seen {
 		return st, nil
 	}
 	data, err := m.read(ctx, key)
-	if errors.Is(err, errNotFound) && base != nil {
+	st.mu.Lock()
+	endedElsewhere := st.endedElsewhereLocked()
+	st.mu.Unlock()
+	if errors.Is(err, errNotFound) && endedElsewhere {
 		// Ended on the other server (the browser would have no version
 		// cookie had this tab seen the logout).
 		m.forget(id, st)

@@ -163,6 +163,9 @@ type Stats struct {
 	Conflicts      uint64 // cluster commits that had to merge another server's write
 	Evicted        uint64 // sessions dropped from memory for idleness
 	Ended          uint64 // sessions ended (timeout or Invalidate)
+	// Repersisted counts sessions queued to be written again because
+	// storage failed and recovered, and may have lost them (sticky mode).
+	Repersisted uint64
 }
 
 // Manager keeps sessions in memory and backs them up to a storage. Create
@@ -190,19 +193,24 @@ type Manager struct {
 	stopNotify  func()
 
 	storageDown atomic.Bool
+	// outages counts storage failures seen (each run of failed calls
+	// once): a stored copy read or written before the latest one may have
+	// been lost by the storage since.
+	outages atomic.Uint64
 	// node tells this Manager's changes from other servers' in the
 	// versions session cookies carry (sticky mode). Immutable.
 	node uint32
 	// lastTick is when the sweeper last ran (Unix ns, by now).
 	lastTick   atomic.Int64
-	unreadable keySet // unreadable entries reported so far
-	refused    keySet // entries whose writes failed, reported so far
+	unreadable keySet        // unreadable entries reported so far
+	repersist  repersistWalk // sticky mode: rewrite resident sessions after an outage
+	refused    keySet        // entries whose writes failed, reported so far
 
 	// now is the clock every deadline is judged by; tests replace it.
 	now func() time.Time
 
 	stats struct {
-		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended atomic.Uint64
+		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended, repersisted atomic.Uint64
 	}
 }
 
@@ -370,6 +378,7 @@ func (m *Manager) Stats() Stats {
 		Conflicts:      m.stats.conflicts.Load(),
 		Evicted:        m.stats.evicted.Load(),
 		Ended:          m.stats.ended.Load(),
+		Repersisted:    m.stats.repersisted.Load(),
 	}
 }
 
@@ -475,6 +484,7 @@ func (m *Manager) storageExpired(key string, data []byte) {
 
 func (m *Manager) storageFailed(op string, err error) {
 	if !m.storageDown.Swap(true) {
+		m.outages.Add(1)
 		if m.cfg.Cluster {
 			m.log.Error("sessions: storage failing; cluster mode answers requests that need it with the ErrorHandler",
 				"storage", m.storage.name, "op", op, "err", err)
@@ -489,6 +499,9 @@ func (m *Manager) storageFailed(op string, err error) {
 func (m *Manager) storageOK() {
 	if m.storageDown.Load() && m.storageDown.Swap(false) {
 		m.log.Info("sessions: storage recovered", "storage", m.storage.name, "pending_writes", m.wb.len())
+		if !m.cfg.Cluster {
+			m.repersist.start(m)
+		}
 	}
 }
 

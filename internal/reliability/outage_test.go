@@ -179,3 +179,46 @@ func TestCloseDuringOutageReportsAndStops(t *testing.T) {
 		t.Fatalf("Close during an outage = %v, want a report of unflushed writes", err)
 	}
 }
+
+// Sticky mode over a Redis that dies and comes back empty while the app
+// runs: every session held in memory is written again after the recovery,
+// including the ones that did not change, so a graceful restart of the
+// app afterwards loses none.
+func TestStickyRewritesResidentSessionsAfterRedisComesBackEmpty(t *testing.T) {
+	srv := testservers.Redis(t)
+	url := srv.URL() + "?dial_timeout=200ms&read_timeout=200ms&write_timeout=200ms&max_retries=-1"
+	m := newManager(t, sessions.Config{Storage: url, WriteBehind: 20 * time.Millisecond, StorageTimeout: 300 * time.Millisecond})
+	h := m.Handler(counterApp())
+	browsers := make([]*browser, 20)
+	for i := range browsers {
+		browsers[i] = &browser{}
+		for j := 0; j <= i; j++ {
+			browsers[i].get(h, "/incr")
+		}
+	}
+	waitUntil(t, 5*time.Second, "first flush", func() bool { return m.Stats().PendingWrites == 0 && m.Stats().StorageWrites >= 20 })
+
+	srv.Kill(t)
+	browsers[0].get(h, "/incr") // one change during the outage; the others stay unchanged
+	waitUntil(t, 5*time.Second, "failed flushes", func() bool { return m.Stats().StorageErrors > 0 })
+	srv.Restart(t) // empty: --save "" and no AOF
+	waitUntil(t, 20*time.Second, "resident sessions written again", func() bool {
+		s := m.Stats()
+		return s.Repersisted >= 20 && s.PendingWrites == 0
+	})
+	if err := closeWithin(t, m, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newManager(t, sessions.Config{Storage: url})
+	defer closeWithin(t, m2, 5*time.Second)
+	h2 := m2.Handler(counterApp())
+	for i, b := range browsers {
+		want := fmt.Sprint(i + 1)
+		if i == 0 {
+			want = "2"
+		}
+		if code, body := b.get(h2, "/get"); code != 200 || body != want {
+			t.Errorf("session %d after the outage and a restart: %d %q, want %s", i, code, body, want)
+		}
+	}
+}
