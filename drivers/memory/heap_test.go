@@ -10,33 +10,36 @@ import (
 	"github.com/eko/gocache/lib/v4/store"
 )
 
-// checkShards verifies each shard's invariant: its heap holds exactly the
-// entries that have a deadline, each at its own index, in heap order.
+// checkShards verifies each shard's invariant: its heap holds a node for
+// exactly the entries that have a deadline, each at its own index with
+// that deadline, in heap order.
 func checkShards(t *testing.T, s *Store) {
 	t.Helper()
 	for n := range s.shards {
 		sh := &s.shards[n]
 		sh.mu.RLock()
 		withTTL := 0
-		for k, e := range sh.m {
-			if e.key != k {
-				t.Fatalf("shard %d: entry of %q filed under %q", n, e.key, k)
-			}
-			if e.expires != 0 {
+		for k, it := range sh.m {
+			switch {
+			case it.expires == 0 && it.node != nil:
+				t.Fatalf("shard %d: %q has no deadline but a heap node", n, k)
+			case it.expires == 0:
+			case it.node == nil || it.node.key != k:
+				t.Fatalf("shard %d: %q (deadline %d) has no node of its own", n, k, it.expires)
+			case it.node.idx < 0 || it.node.idx >= len(sh.h) || sh.h[it.node.idx].n != it.node:
+				t.Fatalf("shard %d: %q not at its heap index %d", n, k, it.node.idx)
+			case sh.h[it.node.idx].expires != it.expires:
+				t.Fatalf("shard %d: %q in the heap at deadline %d, not %d", n, k, sh.h[it.node.idx].expires, it.expires)
+			default:
 				withTTL++
-				if e.idx < 0 || e.idx >= len(sh.h) || sh.h[e.idx].e != e {
-					t.Fatalf("shard %d: %q (deadline %d) not at its heap index %d", n, k, e.expires, e.idx)
-				}
-			} else if e.idx != -1 {
-				t.Fatalf("shard %d: %q has no deadline but heap index %d", n, k, e.idx)
 			}
 		}
 		if len(sh.h) != withTTL {
 			t.Fatalf("shard %d: heap of %d for %d entries with a deadline", n, len(sh.h), withTTL)
 		}
 		for i, sl := range sh.h {
-			if sl.expires != sl.e.expires || sl.e.idx != i {
-				t.Fatalf("shard %d: heap slot %d out of date", n, i)
+			if sl.n.idx != i {
+				t.Fatalf("shard %d: heap slot %d holds a node that says %d", n, i, sl.n.idx)
 			}
 			if i > 0 && sh.h[(i-1)/4].expires > sl.expires {
 				t.Fatalf("shard %d: heap order broken at %d", n, i)

@@ -60,36 +60,38 @@ type Store struct {
 	closed atomic.Bool
 }
 
-// shard is one lock's share of the entries. Every entry with a TTL is in
-// h, exactly once, at its current deadline; entries without are not.
+// shard is one lock's share of the entries. Every entry with a deadline
+// has a node in h, exactly one, at that deadline; entries without have
+// none.
 type shard struct {
 	mu sync.RWMutex
-	m  map[string]*entry
+	m  map[string]item
 	h  deadlines
 }
 
-// entry is one key's current value. Its fields change only under the
-// shard's write lock; value is replaced, never modified in place, so a
-// reader may copy a value it read under the read lock after releasing it.
-type entry struct {
-	key     string
-	value   []byte
-	expires int64 // Unix nanoseconds; 0: never
-	idx     int   // position in the shard's heap; -1: not in it
+type item struct {
+	value   []byte // replaced on write, never modified in place
+	expires int64  // Unix nanoseconds; 0: never
+	node    *node  // in h when expires != 0, else nil
 }
 
-// deadlines is a 4-ary min-heap of entries by deadline. A slot carries
-// its entry's deadline so that sifting compares without dereferencing.
+// node is an entry's place in its shard's heap.
+type node struct {
+	key string
+	idx int
+}
+
+// deadlines is a 4-ary min-heap of nodes by deadline.
 type deadlines []slot
 
 type slot struct {
 	expires int64
-	e       *entry
+	n       *node
 }
 
 func (h deadlines) put(i int, s slot) {
 	h[i] = s
-	s.e.idx = i
+	s.n.idx = i
 }
 
 // up moves the slot at i towards the root to its place.
@@ -129,59 +131,57 @@ func (h deadlines) down(i int) {
 	h.put(i, s)
 }
 
-func (h *deadlines) push(e *entry) {
-	*h = append(*h, slot{e.expires, e})
+func (h *deadlines) push(n *node, expires int64) {
+	*h = append(*h, slot{expires, n})
 	h.up(len(*h) - 1)
 }
 
-// fix restores the order after the deadline of the entry at i changed.
-func (h deadlines) fix(i int) {
-	e := h[i].e
-	h[i].expires = e.expires
+// update gives the node at i the deadline expires.
+func (h deadlines) update(i int, expires int64) {
+	n := h[i].n
+	h[i].expires = expires
 	h.up(i)
-	h.down(e.idx)
+	h.down(n.idx)
 }
 
-// remove takes the entry at i out of the heap.
+// remove takes the node at i out of the heap.
 func (h *deadlines) remove(i int) {
 	old := *h
-	gone, last := old[i].e, len(old)-1
+	last := len(old) - 1
 	if i != last {
 		old.put(i, old[last])
 	}
 	old[last] = slot{}
 	*h = old[:last]
 	if i != last {
-		h.fix(i)
+		h.update(i, old[i].expires)
 	}
-	gone.idx = -1
 }
 
-// set stores v under k with the deadline expires (0: none), reusing k's
-// entry if there is one. The caller holds the write lock.
+// set stores v under k with the deadline expires (0: none). The caller
+// holds the write lock.
 func (sh *shard) set(k string, v []byte, expires int64) {
-	e := sh.m[k]
-	if e == nil {
-		e = &entry{key: k, idx: -1}
-		sh.m[k] = e
-	}
-	e.value = v
-	e.expires = expires
+	n := sh.m[k].node
 	switch {
-	case expires != 0 && e.idx >= 0:
-		sh.h.fix(e.idx)
+	case expires != 0 && n != nil:
+		sh.h.update(n.idx, expires)
 	case expires != 0:
-		sh.h.push(e)
-	case e.idx >= 0:
-		sh.h.remove(e.idx)
+		n = &node{key: k}
+		sh.h.push(n, expires)
+	case n != nil:
+		sh.h.remove(n.idx)
+		n = nil
 	}
+	sh.m[k] = item{value: v, expires: expires, node: n}
 }
 
-// remove deletes e. The caller holds the write lock.
-func (sh *shard) remove(e *entry) {
-	delete(sh.m, e.key)
-	if e.idx >= 0 {
-		sh.h.remove(e.idx)
+// remove deletes k. The caller holds the write lock.
+func (sh *shard) remove(k string) {
+	if it, ok := sh.m[k]; ok {
+		delete(sh.m, k)
+		if it.node != nil {
+			sh.h.remove(it.node.idx)
+		}
 	}
 }
 
@@ -195,7 +195,7 @@ func New(opts Options) *Store {
 		s.sweep = time.Second
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]*entry)
+		s.shards[i].m = make(map[string]item)
 	}
 	return s
 }
@@ -246,20 +246,13 @@ func (s *Store) lookup(ctx context.Context, key any) ([]byte, int64, error) {
 		return nil, 0, err
 	}
 	sh := s.shard(k)
-	var (
-		v       []byte
-		expires int64
-	)
 	sh.mu.RLock()
-	e, ok := sh.m[k]
-	if ok {
-		v, expires = e.value, e.expires
-	}
+	it, ok := sh.m[k]
 	sh.mu.RUnlock()
-	if !ok || !live(expires, time.Now().UnixNano()) {
+	if !ok || !live(it.expires, time.Now().UnixNano()) {
 		return nil, 0, notFound()
 	}
-	return v, expires, nil
+	return it.value, it.expires, nil
 }
 
 // Get returns a copy of the value as []byte, or store.NotFound.
@@ -361,9 +354,7 @@ func (s *Store) Delete(ctx context.Context, key any) error {
 	}
 	sh := s.shard(k)
 	sh.mu.Lock()
-	if e, ok := sh.m[k]; ok {
-		sh.remove(e)
-	}
+	sh.remove(k)
 	sh.mu.Unlock()
 	return nil
 }
@@ -468,20 +459,22 @@ func (s *Store) sweepLoop() {
 // call it directly.
 func (s *Store) SweepExpired() {
 	now := time.Now().UnixNano()
-	gone := make([]*entry, 0, sweepSlice)
+	type expired struct {
+		key   string
+		value []byte
+	}
+	gone := make([]expired, 0, sweepSlice)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		for {
 			gone = gone[:0]
 			sh.mu.Lock()
 			for len(gone) < sweepSlice && len(sh.h) > 0 && !live(sh.h[0].expires, now) {
-				e := sh.h[0].e
-				sh.h.remove(0)
-				delete(sh.m, e.key)
-				gone = append(gone, e)
+				k := sh.h[0].n.key
+				gone = append(gone, expired{k, sh.m[k].value})
+				sh.remove(k)
 			}
 			sh.mu.Unlock()
-			// Removed entries are no longer shared: read them unlocked.
 			for _, e := range gone {
 				s.deliver(e.key, e.value)
 			}
