@@ -73,6 +73,15 @@ func StorageKey(prefix, id string) string { return storageKey(prefix, id) }
 // value is ignored without a storage lookup.
 func ValidID(s string) bool { return validID(s) }
 
+// CookieID returns the session ID in a session cookie's value, which in
+// sticky mode carries the session's version after the ID
+// ("<id>.<revision>.<node>"); ok is false when value is not a session
+// cookie this library issues.
+func CookieID(value string) (id string, ok bool) {
+	id, _, ok = parseCookie(value)
+	return id, ok
+}
+
 // version names one change of a session in sticky mode: the revision the
 // change is stored at (at least) and the server (node) that made it. The
 // session cookie carries the version of the last change its response

@@ -263,7 +263,7 @@ func checkIsolation(c *C, h *Harness) {
 	u := &user{}
 	u.must(c, appA, "/set?k=owner&v=a", 200)
 	appA.closeNow(c) // flush
-	id := u.cookie
+	id, _ := sessions.CookieID(u.cookie)
 	u.must(c, appB, "/get?k=owner", 404)
 	if raw, err := get(bg(), st, sessions.StorageKey(a, id)); err != nil || len(raw) == 0 {
 		c.Errorf("app A's session is not stored under its prefix %q: %v", a, err)

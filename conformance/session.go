@@ -116,7 +116,13 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 }
 
-func stored(st store.StoreInterface, prefix, id string) bool {
+// stored reports whether the session whose cookie value is cookie has an
+// entry in st.
+func stored(st store.StoreInterface, prefix, cookie string) bool {
+	id, ok := sessions.CookieID(cookie)
+	if !ok {
+		return false
+	}
 	_, err := get(bg(), st, sessions.StorageKey(prefix, id))
 	return err == nil
 }

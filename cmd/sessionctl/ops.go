@@ -121,8 +121,9 @@ of each value. With -values it decodes and prints the values too (as JSON
 where possible); gob values cannot be decoded without their Go types, so
 only their size is shown.
 
-ID-or-KEY is a session ID (the 43-character cookie value; its storage key
-is derived with the prefix) or a full storage key as 'sessionctl ls'
+ID-or-KEY is a session ID (the session cookie's value: 43 characters, and
+in sticky mode the session's version after them; its storage key is
+derived with the prefix) or a full storage key as 'sessionctl ls'
 prints it. An entry that cannot be read as a session is reported with the
 reason and its first bytes, and the exit code is 1.
 `+storageArgHelp, stderr)

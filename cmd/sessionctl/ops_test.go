@@ -72,7 +72,8 @@ func writeSessions(t *testing.T, cfg sessions.Config, n int) []string {
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/?n="+strings.Repeat("x", i), nil))
 		for _, c := range rec.Result().Cookies() {
 			if c.Name == "session" {
-				ids = append(ids, c.Value)
+				id, _ := sessions.CookieID(c.Value)
+				ids = append(ids, id)
 			}
 		}
 	}
@@ -167,6 +168,10 @@ func testOps(t *testing.T, url string) {
 	}
 	if strings.Contains(out, "user-1") {
 		t.Errorf("show prints values without -values:\n%s", out)
+	}
+	// A sticky-mode cookie value, with the session's version after the ID.
+	if out, _ = mustRun(t, 0, "show", url, f.ids[0]+".1k.3f9a2"); !strings.Contains(out, "key          "+key1) {
+		t.Errorf("show of a cookie value with a version:\n%s", out)
 	}
 	out, _ = mustRun(t, 0, "show", "-values", url, key1)
 	for _, want := range []string{`"user-1"`, `{"apple":1}`, "  10\n"} {

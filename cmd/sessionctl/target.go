@@ -196,8 +196,8 @@ func (t *target) delete(ctx context.Context, key string) error {
 // a storage key. found is false when there is no such entry (key is then
 // the key that was looked for).
 func (t *target) locate(ctx context.Context, arg string) (key string, data []byte, found bool, err error) {
-	if sessions.ValidID(arg) {
-		key = sessions.StorageKey(t.prefix, arg)
+	if id, ok := sessions.CookieID(arg); ok {
+		key = sessions.StorageKey(t.prefix, id)
 		if data, found, err = t.get(ctx, key); found || err != nil {
 			return key, data, found, err
 		}
