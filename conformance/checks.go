@@ -31,6 +31,7 @@ var checks = []Check{
 	{"session/cluster", "two cluster Managers read each other's writes on the next request", checkSessionCluster},
 	{"session/renew-invalidate", "Renew removes the entry under the old ID and Invalidate removes the session, in both modes", checkRenewInvalidate},
 	{"cap/compare-and-swap", "CompareAndSwap agrees with Get, refuses stale and absent/present mismatches, and has one winner per race", checkCAS},
+	{"cap/compare-and-swap-many", "CompareAndSwapMany agrees entry by entry with CompareAndSwap (outcomes and stored values), with its TTL, and rejects mismatched slices", checkCASMany},
 	{"cap/set-many", "SetMany stores every entry of a batch as Set would, with its TTL, overwriting, and rejects mismatched slices", checkSetMany},
 	{"cap/list-keys", "ListKeys lists exactly the live keys under a prefix and stops on the callback's error", checkListKeys},
 	{"cap/expiry-notifier", "NotifyExpired reports an expired entry once, with its key and value", checkExpiryNotifier},
@@ -536,5 +537,83 @@ func checkSetMany(c *C, h *Harness) {
 	expectNotFound(c, st, exp[1], "after the TTL given to SetMany")
 	if err := batch.SetMany(bg(), []string{p + "x"}, nil, 0); err == nil {
 		c.Errorf("SetMany with 1 key and 0 values succeeded; want an error")
+	}
+}
+
+func checkCASMany(c *C, h *Harness) {
+	st := newStore(c, h)
+	many, ok := st.(sessions.CompareAndSwapManyStore)
+	if !ok {
+		c.Skipf("store has no CompareAndSwapMany (write-behind then makes one CompareAndSwap call per session)")
+	}
+	cas, ok := st.(sessions.CompareAndSwapStore)
+	if !ok {
+		c.Fatalf("store has CompareAndSwapMany but not CompareAndSwap; the library uses the first only with the second")
+	}
+	// Two namespaces with the same contents: one batch on the first, the
+	// same operations one by one on the second; outcomes and contents
+	// must agree.
+	batchNS, singleNS := ns(), ns()
+	type op struct {
+		key      string
+		old, new []byte
+	}
+	var ops []op
+	for i := 0; i < 256; i++ {
+		k := fmt.Sprintf("k%03d", i)
+		cur := []byte(fmt.Sprintf("v%d", i))
+		var old []byte
+		switch i % 5 {
+		case 0: // present, right old
+			old = cur
+		case 1: // present, wrong old
+			old = []byte("wrong")
+		case 2: // present, old nil ("only if absent")
+			old = nil
+		case 3: // absent, old nil
+			cur, old = nil, nil
+		case 4: // absent, old given
+			cur, old = nil, []byte("x")
+		}
+		if cur != nil {
+			set(c, st, batchNS+k, cur, 0)
+			set(c, st, singleNS+k, cur, 0)
+		}
+		ops = append(ops, op{k, old, []byte(fmt.Sprintf("new%d", i))})
+	}
+	keys := make([]string, len(ops))
+	olds, values := make([][]byte, len(ops)), make([][]byte, len(ops))
+	for i, o := range ops {
+		keys[i], olds[i], values[i] = batchNS+o.key, o.old, o.new
+	}
+	swapped, err := many.CompareAndSwapMany(bg(), keys, olds, values, 0)
+	if err != nil {
+		c.Fatalf("CompareAndSwapMany of %d entries: %v", len(keys), err)
+	}
+	if len(swapped) != len(keys) {
+		c.Fatalf("CompareAndSwapMany of %d entries reported %d outcomes", len(keys), len(swapped))
+	}
+	for i, o := range ops {
+		want, err := cas.CompareAndSwap(bg(), singleNS+o.key, o.old, o.new, 0)
+		if err != nil {
+			c.Fatalf("CompareAndSwap: %v", err)
+		}
+		if swapped[i] != want {
+			c.Errorf("entry %s: CompareAndSwapMany reported %v, CompareAndSwap %v", o.key, swapped[i], want)
+		}
+		b, berr := get(bg(), st, batchNS+o.key)
+		s, serr := get(bg(), st, singleNS+o.key)
+		if !bytes.Equal(b, s) || (berr == nil) != (serr == nil) {
+			c.Errorf("entry %s: after the batch %q (%v), after single calls %q (%v)", o.key, b, berr, s, serr)
+		}
+	}
+	exp := ns() + "e"
+	if ok, err := many.CompareAndSwapMany(bg(), []string{exp}, [][]byte{nil}, [][]byte{[]byte("v")}, 2*h.TTLResolution); err != nil || len(ok) != 1 || !ok[0] {
+		c.Fatalf("CompareAndSwapMany with a TTL: %v, %v", ok, err)
+	}
+	time.Sleep(3*h.TTLResolution + h.TTLResolution/2)
+	expectNotFound(c, st, exp, "after the TTL given to CompareAndSwapMany")
+	if _, err := many.CompareAndSwapMany(bg(), []string{exp}, nil, [][]byte{[]byte("v")}, 0); err == nil {
+		c.Errorf("CompareAndSwapMany with 1 key and 0 olds succeeded; want an error")
 	}
 }

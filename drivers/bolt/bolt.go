@@ -609,6 +609,62 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// CompareAndSwapMany performs CompareAndSwap for every entry i and reports
+// in swapped[i] whether it stored, all in one bbolt Update transaction:
+// one fsync for the batch, and each comparison atomic with its write. On
+// error nothing was stored. The sessions library flushes its write-behind
+// queue with it.
+func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) ([]bool, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if len(keys) != len(olds) || len(keys) != len(values) {
+		return nil, fmt.Errorf("bolt: CompareAndSwapMany with %d keys, %d olds and %d values", len(keys), len(olds), len(values))
+	}
+	exp, err := deadline(ttl)
+	if err != nil {
+		return nil, err
+	}
+	ks := make([][]byte, len(keys))
+	for i, key := range keys {
+		if ks[i], err = keyOf(key); err != nil {
+			return nil, err
+		}
+	}
+	swapped := make([]bool, len(keys))
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		data, expiry, err := s.buckets(tx)
+		if err != nil {
+			return err
+		}
+		now := nowMS()
+		for i, k := range ks {
+			cur, _, ok, err := lookup(data, k, now)
+			if err != nil {
+				return err
+			}
+			old := olds[i]
+			swapped[i] = false
+			if old == nil && ok || old != nil && (!ok || !bytes.Equal(cur, old)) {
+				continue
+			}
+			v := values[i]
+			if v == nil {
+				v = []byte{}
+			}
+			if err := put(data, expiry, k, v, exp); err != nil {
+				return err
+			}
+			swapped[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return swapped, nil
+}
+
 // SetMany stores values[i] under keys[i], each with the time to live ttl
 // (0: no expiry), in one transaction: one fsync for the whole batch. It is
 // all or nothing. The sessions library flushes its write-behind queue

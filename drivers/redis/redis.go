@@ -110,6 +110,55 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	return n == 1, nil
 }
 
+// CompareAndSwapMany performs CompareAndSwap for every entry i and reports
+// in swapped[i] whether it stored, in one pipeline: one round trip (on a
+// Cluster client, one per node). Each entry is atomic on its own (the
+// compare-and-swap script); the batch is not. On error no outcome is
+// known. The sessions library flushes its write-behind queue with it.
+func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) ([]bool, error) {
+	if len(keys) != len(olds) || len(keys) != len(values) {
+		return nil, fmt.Errorf("redis: CompareAndSwapMany with %d keys, %d olds and %d values", len(keys), len(olds), len(values))
+	}
+	if ttl < 0 {
+		return nil, fmt.Errorf("redis: CompareAndSwapMany with a negative TTL %v", ttl)
+	}
+	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	run := func(load bool) ([]*goredis.Cmd, error) {
+		cmds := make([]*goredis.Cmd, len(keys))
+		_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range keys {
+				absent := "0"
+				if olds[i] == nil {
+					absent = "1"
+				}
+				if load {
+					cmds[i] = casScript.Eval(ctx, p, []string{k}, absent, olds[i], values[i], ms)
+				} else {
+					cmds[i] = casScript.EvalSha(ctx, p, []string{k}, absent, olds[i], values[i], ms)
+				}
+			}
+			return nil
+		})
+		return cmds, err
+	}
+	cmds, err := run(false)
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmds, err = run(true) // the server lost its script cache (a restart)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis: CompareAndSwapMany of %d entries: %w", len(keys), err)
+	}
+	swapped := make([]bool, len(keys))
+	for i, c := range cmds {
+		n, err := c.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("redis: CompareAndSwapMany %s: %w", keys[i], err)
+		}
+		swapped[i] = n == 1
+	}
+	return swapped, nil
+}
+
 // ListKeys calls fn for each live key that starts with prefix, until fn
 // returns a non-nil error, which ListKeys returns. Keys come in no
 // particular order (the order of redis's SCAN). Glob metacharacters in
