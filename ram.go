@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -19,8 +20,28 @@ type ram struct {
 const ramShards = 64
 
 type ramShard struct {
-	mu sync.RWMutex // protects m, and pinning a state found in it
+	mu sync.RWMutex // protects m, peak and gen, and pinning a state found in it
 	m  map[string]*state
+	// peak is the most entries m held since it was made. A Go map keeps
+	// its memory when entries are deleted: the sweeper rebuilds m once it
+	// holds under peak/shrinkRatio entries.
+	peak int
+	// gen counts changes to m, so that the sweeper can tell whether a
+	// copy it made under the read lock is still current.
+	gen uint64
+}
+
+// putLocked files st under id (write lock held).
+func (sh *ramShard) putLocked(id string, st *state) {
+	sh.m[id] = st
+	sh.gen++
+	sh.peak = max(sh.peak, len(sh.m))
+}
+
+// deleteLocked unfiles id (write lock held).
+func (sh *ramShard) deleteLocked(id string) {
+	delete(sh.m, id)
+	sh.gen++
 }
 
 func (r *ram) init() {
@@ -78,7 +99,7 @@ func (r *ram) acquireUnlessExpired(m *Manager, id string, deadline int64) *state
 		return st
 	}
 	snap := m.endIdleLocked(st)
-	delete(sh.m, id)
+	sh.deleteLocked(id)
 	sh.mu.Unlock()
 	if snap != nil {
 		m.fireEnd(snap, EndTimeout)
@@ -95,7 +116,7 @@ func (r *ram) insert(id string, st *state) {
 	if _, ok := sh.m[id]; ok {
 		panic("sessions: session ID collision")
 	}
-	sh.m[id] = st
+	sh.putLocked(id, st)
 }
 
 // insertOrAcquire stores st under id, or, when a state is already there,
@@ -108,7 +129,7 @@ func (r *ram) insertOrAcquire(id string, st *state) *state {
 		cur.users.Add(1)
 		return cur
 	}
-	sh.m[id] = st
+	sh.putLocked(id, st)
 	return nil
 }
 
@@ -118,7 +139,7 @@ func (r *ram) remove(id string, st *state) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.m[id] == st {
-		delete(sh.m, id)
+		sh.deleteLocked(id)
 		return true
 	}
 	return false
@@ -128,45 +149,6 @@ func (r *ram) remove(id string, st *state) bool {
 func (r *ram) move(oldID, newID string, st *state) {
 	r.remove(oldID, st)
 	r.insert(newID, st)
-}
-
-type idleState struct {
-	id string
-	st *state
-}
-
-// idle lists the states last used before the given Unix ns time.
-func (r *ram) idle(before int64) []idleState {
-	var out []idleState
-	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.mu.RLock()
-		for id, st := range sh.m {
-			if st.lastAccess.Load() < before {
-				out = append(out, idleState{id, st})
-			}
-		}
-		sh.mu.RUnlock()
-	}
-	return out
-}
-
-// evictIfIdle drops st from memory if no request uses it, it was last
-// used before the given Unix ns time, and storage holds all of it.
-func (r *ram) evictIfIdle(id string, st *state, before int64) bool {
-	sh := r.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.m[id] != st || st.users.Load() != 0 || st.lastAccess.Load() >= before || !st.ready.Load() {
-		return false
-	}
-	st.mu.Lock()
-	clean := !st.ended && len(st.dirty) == 0 && !st.queued.Load() && st.stored()
-	st.mu.Unlock()
-	if clean {
-		delete(sh.m, id)
-	}
-	return clean
 }
 
 func (r *ram) len() int {
@@ -204,38 +186,234 @@ func (m *Manager) sweepLoop() {
 	}
 }
 
+// The sweeper never makes a request wait long:
+//   - it scans a shard at most sweepScan entries per read-lock acquisition
+//     (an insert waiting for the write lock holds back the shard's
+//     readers), collecting the states last used before the sweep's
+//     cut-off;
+//   - it takes them out at most sweepBatch per write-lock acquisition,
+//     re-checking each under that lock (verdict), visiting the shards in
+//     turn, one batch each;
+//   - it takes a write lock only when no reader holds the shard (TryLock):
+//     a blocked Lock would make every request reading the shard meanwhile
+//     wait behind it, and requests that waited behind the previous batch
+//     hold the read lock until the scheduler runs them, which takes
+//     milliseconds on a busy machine: such a shard is passed over until
+//     the next turn;
+//   - OnSessionEnd fires for the timed-out states after the lock is
+//     released;
+//   - once a shard holds under 1/shrinkRatio of its peak, its map is
+//     rebuilt, giving the memory of the deleted entries back.
+const (
+	sweepScan  = 1024
+	sweepBatch = 128
+	// sweepSpins bounds the TryLock attempts of one turn.
+	sweepSpins = 64
+	// sweepPasses is how many turns a shard is passed over before the
+	// sweeper waits for its lock.
+	sweepPasses = 16
+	shrinkRatio = 4
+	// shrinkMin is the smallest peak worth rebuilding a map for.
+	shrinkMin = 1024
+)
+
 // sweep ends (sticky mode) or evicts (cluster mode) sessions unused for
 // Timeout, and evicts sessions unused for IdleEvict. Sessions a request is
 // using are left alone.
 func (m *Manager) sweep(now time.Time) {
-	timeoutBefore := now.Add(-m.cfg.Timeout).UnixNano()
-	evictBefore := int64(-1 << 63)
+	p := sweepPass{m: m, sticky: !m.cfg.Cluster, timeoutBefore: now.Add(-m.cfg.Timeout).UnixNano()}
+	p.idleBefore = p.timeoutBefore
 	if m.cfg.IdleEvict > 0 {
-		evictBefore = now.Add(-m.cfg.IdleEvict).UnixNano()
+		p.idleBefore = max(p.idleBefore, now.Add(-m.cfg.IdleEvict).UnixNano())
 	}
-	for _, c := range m.ram.idle(max(timeoutBefore, evictBefore)) {
-		switch {
-		case !m.cfg.Cluster && c.st.lastAccess.Load() < timeoutBefore:
-			m.ram.timeoutIfIdle(m, c.id, c.st, timeoutBefore)
-		case m.ram.evictIfIdle(c.id, c.st, max(timeoutBefore, evictBefore)):
-			m.stats.evicted.Add(1)
+	var todo [ramShards][]idleState
+	var passed [ramShards]int
+	for i := range m.ram.shards {
+		todo[i] = p.collect(&m.ram.shards[i])
+	}
+	for pending := true; pending; {
+		progress := false
+		pending = false
+		for i := range todo {
+			if len(todo[i]) == 0 {
+				continue
+			}
+			n := p.take(&m.ram.shards[i], todo[i][:min(len(todo[i]), sweepBatch)], passed[i] >= sweepPasses)
+			if n == 0 {
+				passed[i]++
+				pending = true
+				continue
+			}
+			clear(todo[i][:n]) // no references kept to states taken out
+			todo[i], passed[i], progress = todo[i][n:], 0, true
+			pending = pending || len(todo[i]) > 0
 		}
+		if pending && !progress {
+			runtime.Gosched() // let the readers holding the shards run
+		}
+	}
+	for i := range m.ram.shards {
+		m.ram.shards[i].shrink()
 	}
 }
 
-// timeoutIfIdle ends st (sticky mode) if no request uses it and it was last
-// used before deadline.
-func (r *ram) timeoutIfIdle(m *Manager, id string, st *state, deadline int64) {
-	sh := r.shard(id)
-	sh.mu.Lock()
-	if sh.m[id] != st || st.users.Load() != 0 || st.lastAccess.Load() >= deadline {
-		sh.mu.Unlock()
+// sweepPass is one sweep's cut-offs and reusable buffers.
+type sweepPass struct {
+	m             *Manager
+	sticky        bool
+	timeoutBefore int64 // Unix ns: sticky mode ends states last used before it
+	idleBefore    int64 // Unix ns: states last used before it are evicted (cluster mode: also those past Timeout)
+	batch         []idleState
+	ends          []*Session
+}
+
+type idleState struct {
+	id string
+	st *state
+}
+
+type sweepAction int
+
+const (
+	sweepKeep sweepAction = iota
+	sweepEvict
+	sweepTimeout
+)
+
+// verdict says what the sweep may do with st: end it (sticky mode: no
+// request uses it and it was last used before timeoutBefore), evict it (no
+// request uses it, last used before idleBefore, loaded, not ended, and
+// storage holds all of it: no unsaved change, no write queued), or keep
+// it. Only a verdict reached under the shard's write lock, with st still
+// filed there, counts; without that lock it is a pre-check.
+func (p *sweepPass) verdict(st *state) sweepAction {
+	if st.users.Load() != 0 {
+		return sweepKeep
+	}
+	last := st.lastAccess.Load()
+	if p.sticky && last < p.timeoutBefore {
+		return sweepTimeout
+	}
+	if last >= p.idleBefore || !st.ready.Load() {
+		return sweepKeep
+	}
+	st.mu.Lock()
+	clean := !st.ended && len(st.dirty) == 0 && !st.queued.Load() && st.stored()
+	st.mu.Unlock()
+	if !clean {
+		return sweepKeep
+	}
+	return sweepEvict
+}
+
+// collect returns the states of sh last used before idleBefore.
+func (p *sweepPass) collect(sh *ramShard) []idleState {
+	var out []idleState
+	sh.mu.RLock()
+	scanned := 0
+	// The read lock is released between slices; changes to the map
+	// meanwhile are changes during iteration, which range allows: a
+	// deleted entry not reached yet is not produced, an added one may be.
+	for id, st := range sh.m {
+		if st.lastAccess.Load() < p.idleBefore {
+			out = append(out, idleState{id, st})
+		}
+		if scanned++; scanned%sweepScan == 0 {
+			sh.mu.RUnlock()
+			sh.mu.RLock()
+		}
+	}
+	sh.mu.RUnlock()
+	return out
+}
+
+// take ends or evicts, under one acquisition of sh's write lock, the
+// candidates whose verdict under that lock says so, then fires their
+// OnSessionEnd with no lock held. It returns how many candidates it
+// dealt with: all, or none when readers hold the lock (unless wait).
+func (p *sweepPass) take(sh *ramShard, cand []idleState, wait bool) int {
+	// Pre-check under the read lock: the write-locked section is then
+	// only the re-check of the states likely to go, their memory and
+	// their map entries in cache.
+	batch := p.batch[:0]
+	sh.mu.RLock()
+	for _, c := range cand {
+		if sh.m[c.id] == c.st && p.verdict(c.st) != sweepKeep {
+			batch = append(batch, c)
+		}
+	}
+	sh.mu.RUnlock()
+	p.batch = batch
+	if len(batch) == 0 {
+		return len(cand)
+	}
+	if !sh.tryLock() {
+		if !wait {
+			return 0
+		}
+		sh.mu.Lock()
+	}
+	evicted := 0
+	for _, c := range batch {
+		if sh.m[c.id] != c.st {
+			continue // removed, renewed or reloaded meanwhile
+		}
+		switch p.verdict(c.st) {
+		case sweepEvict:
+			sh.deleteLocked(c.id)
+			evicted++
+		case sweepTimeout:
+			if snap := p.m.endIdleLocked(c.st); snap != nil {
+				p.ends = append(p.ends, snap)
+			}
+			sh.deleteLocked(c.id)
+		}
+	}
+	sh.mu.Unlock()
+	if evicted > 0 {
+		p.m.stats.evicted.Add(uint64(evicted))
+	}
+	clear(p.batch)
+	for i, snap := range p.ends {
+		p.m.fireEnd(snap, EndTimeout)
+		p.ends[i] = nil
+	}
+	p.ends = p.ends[:0]
+	return len(cand)
+}
+
+// tryLock takes sh's write lock if readers let it within a few attempts
+// (a reader holds it for a map lookup); it never makes anyone wait.
+func (sh *ramShard) tryLock() bool {
+	for range sweepSpins {
+		if sh.mu.TryLock() {
+			return true
+		}
+	}
+	return false
+}
+
+// shrink rebuilds sh's map when it holds under 1/shrinkRatio of its peak.
+// The copy is made under the read lock and swapped in only if the map did
+// not change meanwhile and no reader holds the lock; else the next sweep
+// tries again.
+func (sh *ramShard) shrink() {
+	sh.mu.RLock()
+	n, gen := len(sh.m), sh.gen
+	if sh.peak < shrinkMin || n >= sh.peak/shrinkRatio {
+		sh.mu.RUnlock()
 		return
 	}
-	snap := m.endIdleLocked(st)
-	delete(sh.m, id)
-	sh.mu.Unlock()
-	if snap != nil {
-		m.fireEnd(snap, EndTimeout)
+	fresh := make(map[string]*state, n)
+	for id, st := range sh.m {
+		fresh[id] = st
 	}
+	sh.mu.RUnlock()
+	if !sh.tryLock() {
+		return
+	}
+	if sh.gen == gen {
+		sh.m, sh.peak = fresh, n
+	}
+	sh.mu.Unlock()
 }
