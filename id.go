@@ -118,17 +118,15 @@ func parseCookie(v string) (id string, ver version, ok bool) {
 	return id, version{rev, uint32(node)}, true
 }
 
-// cookieValue is the cookie value for id at version ver (zero: the ID
-// alone).
-func cookieValue(id string, ver version) string {
+// appendCookieValue appends the cookie value for id at version ver to b:
+// the ID alone when ver is zero.
+func appendCookieValue(b []byte, id string, ver version) []byte {
+	b = append(b, id...)
 	if ver == (version{}) {
-		return id
+		return b
 	}
-	var buf [idLen + 24]byte
-	b := append(buf[:0], id...)
 	b = append(b, '.')
 	b = strconv.AppendUint(b, ver.rev, 36)
 	b = append(b, '.')
-	b = strconv.AppendUint(b, uint64(ver.node), 36)
-	return string(b)
+	return strconv.AppendUint(b, uint64(ver.node), 36)
 }

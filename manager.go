@@ -200,6 +200,10 @@ type Manager struct {
 	// node tells this Manager's changes from other servers' in the
 	// versions session cookies carry (sticky mode). Immutable.
 	node uint32
+	// cookieAttrs follows "name=value" in a Set-Cookie line (Path,
+	// Domain, Max-Age, HttpOnly, Secure, SameSite); cookieDelete is the
+	// whole line that deletes the cookie. Immutable.
+	cookieAttrs, cookieDelete string
 	// lastTick is when the sweeper last ran (Unix ns, by now).
 	lastTick   atomic.Int64
 	unreadable keySet        // unreadable entries reported so far
@@ -254,6 +258,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	for m.node == 0 {
 		m.node = mrand.Uint32()
 	}
+	m.cookieAttrs, m.cookieDelete = cookieLines(m.cfg)
 	m.touchEvery = cfg.Timeout / 10
 	// Stored entries outlive their logical deadline (kept in the envelope
 	// and checked on every load) by a margin covering the Timeout/10 touch
@@ -341,6 +346,21 @@ func isASCIIPrintable(s string) bool {
 		}
 	}
 	return true
+}
+
+// cookieLines returns what follows "name=value" in the session's
+// Set-Cookie lines, and the line that deletes the cookie, as net/http
+// writes them.
+func cookieLines(cfg Config) (attrs, deletion string) {
+	c := cfg.Cookie
+	ck := http.Cookie{Name: c.Name, Value: "v", Path: c.Path, Domain: c.Domain,
+		Secure: !c.Insecure, HttpOnly: !c.AllowScript, SameSite: c.SameSite}
+	if c.Persist {
+		ck.MaxAge = int((cfg.Timeout + time.Second - 1) / time.Second)
+	}
+	attrs = strings.TrimPrefix(ck.String(), c.Name+"=v")
+	ck.Value, ck.MaxAge = "", -1
+	return attrs, ck.String()
 }
 
 // defaultErrorHandler answers 503 with Retry-After, so clients and

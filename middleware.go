@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 type contextKey struct{}
@@ -53,7 +54,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 			m.cfg.ErrorHandler(w, r, ErrManagerClosed)
 			return
 		}
-		incoming, ver, raw := m.cookieID(r)
+		incoming, ver := m.cookieID(r)
 		var st *state
 		var now time.Time
 		if incoming != "" {
@@ -66,7 +67,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 		}
 		// One allocation carries the wrapped writer, the request's
 		// session handle and the context.
-		rw := &responseWriter{ResponseWriter: w, m: m, incoming: incoming, incomingRaw: raw}
+		rw := &responseWriter{ResponseWriter: w, m: m, incoming: incoming, incomingVer: ver}
 		h := &rw.sess
 		h.m = m
 		if st != nil {
@@ -110,7 +111,7 @@ func (m *Manager) touch(st *state, now time.Time) {
 
 // cookieID returns the session ID and version from the request's cookie
 // if it is well-formed, else "". It does not allocate.
-func (m *Manager) cookieID(r *http.Request) (id string, ver version, raw string) {
+func (m *Manager) cookieID(r *http.Request) (id string, ver version) {
 	name := m.cfg.Cookie.Name
 	for _, line := range r.Header["Cookie"] {
 		for len(line) > 0 {
@@ -120,12 +121,12 @@ func (m *Manager) cookieID(r *http.Request) (id string, ver version, raw string)
 			if len(part) > len(name) && part[len(name)] == '=' && part[:len(name)] == name {
 				v := part[len(name)+1:]
 				if id, ver, ok := parseCookie(v); ok {
-					return id, ver, v
+					return id, ver
 				}
 			}
 		}
 	}
-	return "", version{}, ""
+	return "", version{}
 }
 
 // errResponseAborted is what Write returns after a failed commit replaced
@@ -141,7 +142,7 @@ type responseWriter struct {
 	ctx         sessionContext
 	sess        Session // the request's handle
 	incoming    string  // the well-formed session ID the request carried
-	incomingRaw string  // its cookie value, with the version
+	incomingVer version // the version it carried
 	sent        string  // the ID the response's Set-Cookie carried
 	prepared    bool
 	aborted     bool
@@ -203,33 +204,59 @@ func (w *responseWriter) setCookie() {
 	created, renewed, invalidated, wrote := h.created, h.renewed, h.invalidated, h.wrote
 	h.mu.Unlock()
 
-	c := m.cfg.Cookie
-	cookie := http.Cookie{
-		Name: c.Name, Path: c.Path, Domain: c.Domain,
-		Secure: !c.Insecure, HttpOnly: !c.AllowScript, SameSite: c.SameSite,
-	}
+	var line string
 	switch {
-	case live && (created || renewed || wrote && !m.cfg.Cluster):
-		cookie.Value = cookieValue(id, ver)
+	case live && (created || renewed),
+		// A change: the browser learns the session's new version (not
+		// again for more changes within one write-behind window).
+		live && wrote && !m.cfg.Cluster && (id != w.incoming || ver != w.incomingVer):
+		line = m.cookieLine(id, ver)
 	case invalidated && st == nil && w.incoming != "":
-		cookie.MaxAge = -1 // logged out, no new session: delete it
+		w.sent = ""
+		w.addCookieHeader(m.cookieDelete)
+		return
 	case live && id == w.incoming && w.refreshPersistentCookie(st):
-		cookie.Value = w.incomingRaw
+		line = m.cookieLine(id, w.incomingVer)
 	default:
 		return
 	}
-	if cookie.Value != "" && c.Persist {
-		cookie.MaxAge = int((m.cfg.Timeout + time.Second - 1) / time.Second)
+	if m.cfg.Cookie.Persist {
 		st.cookieSent.Store(m.now().UnixMilli())
 	}
 	w.sent = id
-	if cookie.Value == "" {
-		w.sent = ""
-	}
+	w.addCookieHeader(line)
+}
+
+// cookieLine is the Set-Cookie line for id at version ver, built in one
+// allocation.
+func (m *Manager) cookieLine(id string, ver version) string {
+	name := m.cfg.Cookie.Name
+	b := make([]byte, 0, len(name)+1+idLen+24+len(m.cookieAttrs))
+	b = append(b, name...)
+	b = append(b, '=')
+	b = appendCookieValue(b, id, ver)
+	b = append(b, m.cookieAttrs...)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// addCookieHeader adds a Set-Cookie header line, and the headers that
+// keep caches from storing it (one allocation when the response has none
+// of the three yet).
+func (w *responseWriter) addCookieHeader(line string) {
 	hd := w.Header()
-	hd.Add("Set-Cookie", cookie.String())
-	hd.Add("Vary", "Cookie")
-	hd.Add("Cache-Control", `no-cache="Set-Cookie"`)
+	_, a := hd["Set-Cookie"]
+	_, b := hd["Vary"]
+	_, c := hd["Cache-Control"]
+	if a || b || c {
+		hd["Set-Cookie"] = append(hd["Set-Cookie"], line)
+		hd["Vary"] = append(hd["Vary"], "Cookie")
+		hd["Cache-Control"] = append(hd["Cache-Control"], `no-cache="Set-Cookie"`)
+		return
+	}
+	v := []string{line, "Cookie", `no-cache="Set-Cookie"`}
+	// Each gets a slice of capacity 1: an Add later copies, never
+	// writing into its neighbour.
+	hd["Set-Cookie"], hd["Vary"], hd["Cache-Control"] = v[0:1:1], v[1:2:2], v[2:3:3]
 }
 
 // refreshPersistentCookie reports whether a persistent cookie (Max-Age)
