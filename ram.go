@@ -191,9 +191,9 @@ func (m *Manager) sweepLoop() {
 //     (an insert waiting for the write lock holds back the shard's
 //     readers), collecting the states last used before the sweep's
 //     cut-off;
-//   - it takes them out at most sweepBatch per write-lock acquisition,
-//     re-checking each under that lock (verdict), visiting the shards in
-//     turn, one batch each;
+//   - it takes them out at most sweepBatch (sweepEnds when it ends them)
+//     per write-lock acquisition, re-checking each under that lock
+//     (verdict), visiting the shards in turn, one batch each;
 //   - it takes a write lock only when no reader holds the shard (TryLock):
 //     a blocked Lock would make every request reading the shard meanwhile
 //     wait behind it, and requests that waited behind the previous batch
@@ -207,6 +207,8 @@ func (m *Manager) sweepLoop() {
 const (
 	sweepScan  = 1024
 	sweepBatch = 128
+	// sweepEnds bounds the sessions ended per write-lock acquisition.
+	sweepEnds = 16
 	// sweepSpins bounds the TryLock attempts of one turn.
 	sweepSpins = 64
 	// sweepPasses is how many turns a shard is passed over before the
@@ -329,23 +331,36 @@ func (p *sweepPass) collect(sh *ramShard) []idleState {
 
 // take ends or evicts, under one acquisition of sh's write lock, the
 // candidates whose verdict under that lock says so, then fires their
-// OnSessionEnd with no lock held. It returns how many candidates it
-// dealt with: all, or none when readers hold the lock (unless wait).
+// OnSessionEnd with no lock held. It returns how many candidates, from
+// the first, it dealt with: none when readers hold the lock (unless wait).
 func (p *sweepPass) take(sh *ramShard, cand []idleState, wait bool) int {
 	// Pre-check under the read lock: the write-locked section is then
 	// only the re-check of the states likely to go, their memory and
-	// their map entries in cache.
-	batch := p.batch[:0]
+	// their map entries in cache. Ending a session costs more than
+	// evicting one (a snapshot, a queued delete): at most sweepEnds are
+	// ended per acquisition.
+	batch, ends, dealt := p.batch[:0], 0, 0
 	sh.mu.RLock()
 	for _, c := range cand {
-		if sh.m[c.id] == c.st && p.verdict(c.st) != sweepKeep {
+		if ends == sweepEnds {
+			break
+		}
+		dealt++
+		if sh.m[c.id] != c.st {
+			continue
+		}
+		switch p.verdict(c.st) {
+		case sweepTimeout:
+			ends++
+			fallthrough
+		case sweepEvict:
 			batch = append(batch, c)
 		}
 	}
 	sh.mu.RUnlock()
 	p.batch = batch
 	if len(batch) == 0 {
-		return len(cand)
+		return dealt
 	}
 	if !sh.tryLock() {
 		if !wait {
@@ -379,7 +394,7 @@ func (p *sweepPass) take(sh *ramShard, cand []idleState, wait bool) int {
 		p.ends[i] = nil
 	}
 	p.ends = p.ends[:0]
-	return len(cand)
+	return dealt
 }
 
 // tryLock takes sh's write lock if readers let it within a few attempts
