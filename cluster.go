@@ -41,7 +41,12 @@ type writeBehind struct {
 	// before their time (unless draining).
 	retry    map[string]retryAt
 	inflight int // taken by a flush, not yet done
-	wake     chan struct{}
+	// since holds, for each queued key, when its oldest change not yet
+	// in storage was queued (Unix ns); flushOldest, the oldest of the
+	// operations a flush has taken, while any is in flight.
+	since       map[string]int64
+	flushOldest int64
+	wake        chan struct{}
 }
 
 type retryAt struct {
@@ -53,6 +58,7 @@ func (w *writeBehind) init() {
 	w.ops = make(map[string]*state)
 	w.tomb = make(map[string]struct{})
 	w.retry = make(map[string]retryAt)
+	w.since = make(map[string]int64)
 	w.wake = make(chan struct{}, 1)
 }
 
@@ -69,15 +75,25 @@ func (w *writeBehind) addWrite(key string, st *state) {
 	w.mu.Lock()
 	if _, deleting := w.tomb[key]; !deleting {
 		w.ops[key] = st
+		w.queuedNow(key)
 	}
 	w.mu.Unlock()
 	w.signal()
+}
+
+// queuedNow records that key has a queued change from now on, unless an
+// older one is queued already (w.mu held).
+func (w *writeBehind) queuedNow(key string) {
+	if _, ok := w.since[key]; !ok {
+		w.since[key] = time.Now().UnixNano()
+	}
 }
 
 // addDelete queues a delete of key, replacing any queued write.
 func (w *writeBehind) addDelete(key string) {
 	w.mu.Lock()
 	w.ops[key] = nil
+	w.queuedNow(key)
 	w.tomb[key] = struct{}{}
 	delete(w.retry, key)
 	w.mu.Unlock()
@@ -89,9 +105,11 @@ func (w *writeBehind) addDelete(key string) {
 func (w *writeBehind) renamed(oldKey, newKey string, st *state) {
 	w.mu.Lock()
 	w.ops[oldKey] = nil
+	w.queuedNow(oldKey)
 	w.tomb[oldKey] = struct{}{}
 	delete(w.retry, oldKey)
 	w.ops[newKey] = st
+	w.queuedNow(newKey)
 	st.queued.Store(true)
 	w.mu.Unlock()
 	w.signal()
@@ -107,6 +125,9 @@ func (w *writeBehind) requeue(key string, st *state, base time.Duration) {
 		if st != nil {
 			st.queued.Store(true)
 		}
+	}
+	if since, ok := w.since[key]; !ok || w.flushOldest < since {
+		w.since[key] = w.flushOldest // as old as the flush it failed in
 	}
 	r := w.retry[key]
 	r.fails++
@@ -150,13 +171,41 @@ func (w *writeBehind) take(force bool) (ops map[string]*state, failedBefore map[
 			delete(w.ops, key)
 		}
 	}
-	for _, st := range ops {
+	oldest := int64(0)
+	for key, st := range ops {
 		if st != nil {
 			st.queued.Store(false)
 		}
+		if t := w.since[key]; oldest == 0 || t < oldest {
+			oldest = t
+		}
+		delete(w.since, key)
+	}
+	if w.inflight == 0 || oldest < w.flushOldest {
+		w.flushOldest = oldest
 	}
 	w.inflight += len(ops)
 	return ops, failedBefore
+}
+
+// lag returns the age of the oldest change not yet acknowledged by
+// storage: what a crash would lose right now.
+func (w *writeBehind) lag() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	oldest := int64(0)
+	if w.inflight > 0 {
+		oldest = w.flushOldest
+	}
+	for _, t := range w.since {
+		if oldest == 0 || t < oldest {
+			oldest = t
+		}
+	}
+	if oldest == 0 {
+		return 0
+	}
+	return time.Duration(max(time.Now().UnixNano()-oldest, 0))
 }
 
 // nextRetry returns the earliest time a held-back operation is due.
@@ -286,19 +335,33 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 	if m.storage.cas != nil {
 		flush = m.flushMerged
 	}
-	for i := 0; i < len(batchKey); i += batchSize {
-		end := min(i+batchSize, len(batchKey))
-		nfailed.Add(int64(flush(ctx, batchKey[i:end], batchSt[i:end])))
+	// Up to batchesInFlight batches at a time: the keys of one flush are
+	// distinct, so batches of it may land in any order; the next flush
+	// starts after the last of them.
+	var bwg sync.WaitGroup
+	bsema := make(chan struct{}, batchesInFlight)
+	batches := func(keys []string, sts []*state) {
+		for i := 0; i < len(keys); i += batchSize {
+			end := min(i+batchSize, len(keys))
+			bsema <- struct{}{}
+			bwg.Add(1)
+			go func() {
+				defer func() { <-bsema; bwg.Done() }()
+				nfailed.Add(int64(flush(ctx, keys[i:end], sts[i:end])))
+			}()
+		}
 	}
+	batches(batchKey, batchSt)
 	// Entries that failed before go in batches of their own, so that one
 	// the storage keeps refusing does not fail a batch of others.
-	for i := 0; i < len(retryKey); i += batchSize {
-		end := min(i+batchSize, len(retryKey))
-		nfailed.Add(int64(flush(ctx, retryKey[i:end], retrySt[i:end])))
-	}
+	batches(retryKey, retrySt)
+	bwg.Wait()
 	wg.Wait()
 	return int(nfailed.Load())
 }
+
+// batchesInFlight bounds the batches of one flush written in parallel.
+const batchesInFlight = 4
 
 // flushMerged writes up to batchSize sessions with compare-and-swap
 // against the stored copy each is based on (stores with CompareAndSwap),
@@ -442,9 +505,9 @@ const batchSize = 256
 // flushBatched writes up to batchSize sessions with one SetMany. When the
 // batch fails, its entries are written one by one, so that one entry the
 // storage refuses (too large, say) does not hold back the others; only
-// the ones that fail alone are queued again. The flusher runs batches one
-// after another, so an operation queued after a batch was taken (a delete
-// after Invalidate) always lands after it.
+// the ones that fail alone are queued again. A flush ends only when all
+// its batches are done, so an operation queued after a batch was taken (a
+// delete after Invalidate) always lands after it.
 func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state) (failed int) {
 	type write struct {
 		key  string

@@ -198,3 +198,29 @@ func mustNew(t *testing.T, cfg sessions.Config) *sessions.Manager {
 	}
 	return m
 }
+
+// Stats.WriteBehindLag is the age of the oldest change storage has not
+// acknowledged: it grows while storage hangs and drops to zero once the
+// queue is written.
+func TestWriteBehindLagReportsTheLossWindow(t *testing.T) {
+	b := newBackend(t)
+	n := newNode(t, b, sessions.Config{WriteBehind: 5 * time.Millisecond, StorageTimeout: 10 * time.Second})
+	if lag := n.m.Stats().WriteBehindLag; lag != 0 {
+		t.Fatalf("lag %v with nothing queued", lag)
+	}
+	b.fault.SetMode(faultstore.Hang)
+	c := newClient(t)
+	c.must(n.h, "/set?k=a&v=1", 200)
+	start := time.Now()
+	eventually(t, 2*time.Second, "the write in flight", func() bool { return b.fault.Writes() > 0 })
+	time.Sleep(100 * time.Millisecond)
+	c.must(n.h, "/set?k=b&v=2", 200) // a newer change does not hide the older one
+	if lag := n.m.Stats().WriteBehindLag; lag < 100*time.Millisecond || lag > time.Since(start)+time.Second {
+		t.Fatalf("lag %v while the first change has waited %v", lag, time.Since(start))
+	}
+	b.fault.SetMode(faultstore.Pass)
+	eventually(t, 5*time.Second, "queue written", func() bool { return n.m.Stats().PendingWrites == 0 })
+	if lag := n.m.Stats().WriteBehindLag; lag != 0 {
+		t.Fatalf("lag %v after the queue was written", lag)
+	}
+}

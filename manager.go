@@ -155,6 +155,10 @@ var ErrManagerClosed = errors.New("sessions: manager closed")
 type Stats struct {
 	Resident       int    // sessions in memory
 	PendingWrites  int    // write-behind operations not yet acknowledged
+	// WriteBehindLag is the age of the oldest change not yet acknowledged
+	// by storage (sticky mode): what a crash would lose right now. It
+	// stays under WriteBehind unless storage cannot keep up or fails.
+	WriteBehindLag time.Duration
 	StorageReads   uint64 // storage Get calls
 	StorageWrites  uint64 // storage writes acknowledged
 	StorageDeletes uint64 // storage deletes acknowledged
@@ -390,6 +394,7 @@ func (m *Manager) Stats() Stats {
 	return Stats{
 		Resident:       m.ram.len(),
 		PendingWrites:  m.wb.len(),
+		WriteBehindLag: m.wb.lag(),
 		StorageReads:   m.stats.reads.Load(),
 		StorageWrites:  m.stats.writes.Load(),
 		StorageDeletes: m.stats.deletes.Load(),
