@@ -68,7 +68,7 @@ type state struct {
 	// base from before a storage failure may be gone because the storage
 	// lost it, not because the session ended elsewhere.
 	baseOutages uint64
-	expires  int64  // Unix ms: deadline of the stored copy (0: never stored)
+	expires     int64 // Unix ms: deadline of the stored copy (0: never stored)
 	// verified is the latest version made on another server that a
 	// request showed and the stored copy was found to include (sticky
 	// mode): requests showing it need no reload.

@@ -153,8 +153,8 @@ var ErrManagerClosed = errors.New("sessions: manager closed")
 
 // Stats are a Manager's counters since New.
 type Stats struct {
-	Resident       int    // sessions in memory
-	PendingWrites  int    // write-behind operations not yet acknowledged
+	Resident      int // sessions in memory
+	PendingWrites int // write-behind operations not yet acknowledged
 	// WriteBehindLag is the age of the oldest change not yet acknowledged
 	// by storage (sticky mode): what a crash would lose right now. It
 	// stays under WriteBehind unless storage cannot keep up or fails.
