@@ -2,7 +2,7 @@
 # (SESSIONS_REQUIRE_SERVERS=1 turns a missing server into a failure).
 GO ?= go
 
-.PHONY: test vet bench
+.PHONY: test vet bench bench-burst
 
 test: vet
 	SESSIONS_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 20m ./...
@@ -14,5 +14,12 @@ vet:
 # real servers in one `go test -bench` run, then the ratios from that run
 # (medians when BENCHFLAGS='-count 3', say).
 bench:
-	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 1s -timeout 20m $(BENCHFLAGS) . 2>&1 | tee bench.out
+	cd bench && $(GO) test -run '^$$' -bench '^Benchmark(Session|Coalescing|Heap)$$' -benchmem -count 1 -benchtime 1s -timeout 20m $(BENCHFLAGS) . 2>&1 | tee bench.out
 	cd bench && $(GO) run ./cmd/ratios bench.out
+
+# make bench-burst: sticky write-behind under a burst of 100,000 sessions
+# per storage (sessions/s, drain time, largest lag, Close time), and idle
+# eviction of a million sessions under read load (root package).
+bench-burst:
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkWriteBehind$$' -benchtime 1x -timeout 20m . 2>&1 | tee burst.out
+	$(GO) test -run '^$$' -bench '^BenchmarkEvictionUnderLoad$$' -benchtime 1x -timeout 20m . 2>&1 | tee -a bench/burst.out

@@ -65,6 +65,7 @@ const (
 	dbSCS         = 3
 	dbGorilla     = 4
 	dbFloor       = 5
+	dbWriteBehind = 6
 )
 
 func TestMain(m *testing.M) {
