@@ -22,6 +22,14 @@
 // is written before the response is committed, merging concurrent changes
 // key by key. docs/modes.md in the repository compares the two.
 //
+// Concurrent requests of one session share its data, but each has its own
+// *Session: only the request that created, renewed (Renew, at login) or
+// invalidated (Invalidate, at logout) a session changes its cookie, and a
+// request whose session was renewed or ended by another request meanwhile
+// sees an ended session (ErrSessionEnded) instead of writing into it. For
+// counters and carts, Update is a read-modify-write that loses no
+// concurrent update.
+//
 // Storages are named by URL (each driver package registers its scheme), by
 // a name defined in Config.Storages or with DefineStorage, or handed over
 // as a gocache store in Config.Store. Values are encoded when they are Set
