@@ -224,3 +224,30 @@ func TestWriteBehindLagReportsTheLossWindow(t *testing.T) {
 		t.Fatalf("lag %v after the queue was written", lag)
 	}
 }
+
+// After a storage failure, a session is not idle-evicted until it has been
+// written again: the storage may have come back empty, and memory then
+// holds the only copy.
+func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
+	b := newBackend(t)
+	n := newNode(t, b, sessions.Config{IdleEvict: 20 * time.Millisecond, WriteBehind: 2 * time.Millisecond, StorageTimeout: 50 * time.Millisecond})
+	kept := newClient(t)
+	kept.must(n.h, "/set?k=a&v=1", 200)
+	eventually(t, time.Second, "stored", func() bool { return b.has(kept.cookie) && n.m.Stats().PendingWrites == 0 })
+	b.fault.SetMode(faultstore.Fail)
+	newClient(t).must(n.h, "/set?k=b&v=2", 200) // its write fails: an outage
+	eventually(t, time.Second, "the failure seen", func() bool { return n.m.Stats().StorageErrors > 0 })
+	time.Sleep(150 * time.Millisecond) // several sweeps past IdleEvict
+	if ev := n.m.Stats().Evicted; ev != 0 {
+		t.Fatalf("%d sessions evicted while storage was failing", ev)
+	}
+	// The storage comes back empty.
+	if err := b.mem.Delete(context.Background(), sessions.StorageKey("sess:", kept.cookie)); err != nil {
+		t.Fatal(err)
+	}
+	b.fault.SetMode(faultstore.Pass)
+	eventually(t, 5*time.Second, "rewritten and evicted", func() bool { return b.has(kept.cookie) && n.m.Stats().Evicted > 0 })
+	if got := kept.must(n.h, "/get?k=a", 200); got != "1" {
+		t.Fatalf("after the outage: %q", got)
+	}
+}

@@ -64,11 +64,13 @@ type state struct {
 	created  int64 // Unix ms
 	revision uint64
 	base     []byte // the stored bytes this copy is based on (nil: none, or not kept)
-	// baseOutages is Manager.outages when base was read or written: a
-	// base from before a storage failure may be gone because the storage
-	// lost it, not because the session ended elsewhere.
-	baseOutages uint64
-	expires     int64 // Unix ms: deadline of the stored copy (0: never stored)
+	// storedOutages is Manager.outages when the session was last read
+	// from or written to storage: a copy stored before a storage failure
+	// may be gone because the storage lost it (a restart without
+	// persistence), not because the session ended elsewhere, and is not
+	// known to be in storage until written again.
+	storedOutages uint64
+	expires       int64 // Unix ms: deadline of the stored copy (0: never stored)
 	// verified is the latest version made on another server that a
 	// request showed and the stored copy was found to include (sticky
 	// mode): requests showing it need no reload.
@@ -159,8 +161,9 @@ func (st *state) storedLocked(key string, data []byte, now time.Time, seq uint64
 	st.revision++
 	st.storedAccess.Store(now.UnixMilli())
 	st.expires = now.Add(st.m.cfg.Timeout).UnixMilli()
+	st.storedOutages = st.m.outages.Load()
 	if keepBase {
-		st.base, st.baseOutages = data, st.m.outages.Load()
+		st.base = data
 	}
 	for k, v := range st.dirty {
 		if v <= seq {
@@ -199,7 +202,7 @@ func (st *state) adoptLocked(env *serializer.Envelope, data []byte) {
 	st.created = env.Created
 	st.expires = env.Expires
 	st.storedAccess.Store(env.LastAccess)
-	st.base, st.baseOutages = data, st.m.outages.Load()
+	st.base, st.storedOutages = data, st.m.outages.Load()
 }
 
 // endedElsewhereLocked reports whether a missing entry means the session
@@ -207,7 +210,13 @@ func (st *state) adoptLocked(env *serializer.Envelope, data []byte) {
 // read or written since the storage last failed. Otherwise the storage
 // may have lost it (a restart without persistence) and it is written again.
 func (st *state) endedElsewhereLocked() bool {
-	return st.base != nil && st.baseOutages == st.m.outages.Load()
+	return st.base != nil && st.storedSinceOutageLocked()
+}
+
+// storedSinceOutageLocked reports whether the session was read from or
+// written to storage since the storage last failed.
+func (st *state) storedSinceOutageLocked() bool {
+	return st.storedOutages == st.m.outages.Load()
 }
 
 // stateFromEnvelope builds a session from stored bytes, not yet resident.

@@ -285,9 +285,10 @@ const (
 // verdict says what the sweep may do with st: end it (sticky mode: no
 // request uses it and it was last used before timeoutBefore), evict it (no
 // request uses it, last used before idleBefore, loaded, not ended, and
-// storage holds all of it: no unsaved change, no write queued), or keep
-// it. Only a verdict reached under the shard's write lock, with st still
-// filed there, counts; without that lock it is a pre-check.
+// storage holds all of it: no unsaved change, no write queued, and written
+// or read since the storage last failed), or keep it. Only a verdict
+// reached under the shard's write lock, with st still filed there, counts;
+// without that lock it is a pre-check.
 func (p *sweepPass) verdict(st *state) sweepAction {
 	if st.users.Load() != 0 {
 		return sweepKeep
@@ -300,7 +301,9 @@ func (p *sweepPass) verdict(st *state) sweepAction {
 		return sweepKeep
 	}
 	st.mu.Lock()
-	clean := !st.ended && len(st.dirty) == 0 && !st.queued.Load() && st.stored()
+	// Since a storage failure, a session is not known to be stored until
+	// written again (the storage may have come back empty).
+	clean := !st.ended && len(st.dirty) == 0 && !st.queued.Load() && st.stored() && st.storedSinceOutageLocked()
 	st.mu.Unlock()
 	if !clean {
 		return sweepKeep
