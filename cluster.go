@@ -155,7 +155,7 @@ func (w *writeBehind) take(force bool) (ops map[string]*state, failedBefore map[
 	}
 	if len(w.retry) == 0 {
 		ops = w.ops
-		w.ops = make(map[string]*state, len(ops))
+		w.ops = make(map[string]*state, min(len(ops), 1024)) // a burst's size is not kept
 	} else {
 		now := time.Now()
 		ops = make(map[string]*state)
