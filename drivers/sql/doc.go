@@ -111,7 +111,13 @@
 // conditional write: a conditional UPDATE when an old value is expected,
 // and for "only if absent or expired" a conditional upsert (PostgreSQL,
 // SQLite) or an INSERT then an UPDATE of an expired row (MySQL); of several
-// racing calls exactly one wins. Store.ListKeys lists live keys with a
+// racing calls exactly one wins. Store.CompareAndSwapMany does the same
+// for a batch of entries with as few round trips as the dialect allows:
+// one statement per chunk of up to 512 entries on PostgreSQL, two
+// statements with RETURNING in one transaction on SQLite 3.35+, and on
+// MySQL a transaction that locks the rows, compares in Go and writes the
+// winners with multi-row statements. Store.SetMany writes a batch with one
+// multi-row upsert per chunk. Store.ListKeys lists live keys with a
 // given prefix in byte order, a page at a time. Values are opaque byte
 // strings: Set accepts []byte or string, Get returns a fresh []byte. Tags
 // (store.WithTags) and Invalidate are not supported.

@@ -64,8 +64,12 @@ type Store struct {
 	dialect Dialect
 	q       queries
 	many    [maxManyRows + 1]atomic.Pointer[string] // upsertMany by row count
-	batch   int
-	owned   bool // opened by Open: Close closes db
+	// casStmts: CompareAndSwapMany's statements by kind and row count.
+	casStmts [casKinds][maxManyRows + 1]atomic.Pointer[string]
+	// sqliteReturning: SQLite 3.35 or later (RETURNING, UPDATE ... FROM).
+	sqliteReturning bool
+	batch           int
+	owned           bool // opened by Open: Close closes db
 
 	stopSweep context.CancelFunc
 	sweeperWG sync.WaitGroup
@@ -128,6 +132,11 @@ func newStore(ctx context.Context, db *sql.DB, dialect Dialect, opts Options, ow
 		return nil, fmt.Errorf("sqlstore: table %s is missing or lacks the columns key, value, expires_at: %w", opts.Table, err)
 	}
 	_ = rows.Close()
+	if dialect == SQLite {
+		if s.sqliteReturning, err = sqliteHasReturning(ctx, db); err != nil {
+			return nil, err
+		}
+	}
 
 	sweepCtx, cancel := context.WithCancel(context.Background())
 	s.stopSweep = cancel
@@ -424,7 +433,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	case old != nil:
 		ok, err = s.casUpdate(ctx, key, old, value, exp)
 	case s.dialect == MySQL:
-		ok, err = s.casInsertMySQL(ctx, key, value, exp)
+		ok, err = s.casInsertMySQL(ctx, s.exec, key, value, exp)
 	default:
 		ok, err = s.affected(s.exec(ctx, s.q.casInsert, key, value, exp, nowMS()))
 	}
@@ -458,10 +467,11 @@ func (s *Store) casUpdate(ctx context.Context, key string, old, value []byte, ex
 
 // casInsertMySQL is set-if-absent for MySQL, which has no conditional
 // ON DUPLICATE KEY UPDATE whose outcome the client can read reliably
-// (affected-row counts depend on CLIENT_FOUND_ROWS).
-func (s *Store) casInsertMySQL(ctx context.Context, key string, value []byte, exp any) (bool, error) {
+// (affected-row counts depend on CLIENT_FOUND_ROWS). exec runs each
+// statement: s.exec, or a transaction's ExecContext.
+func (s *Store) casInsertMySQL(ctx context.Context, exec func(context.Context, string, ...any) (sql.Result, error), key string, value []byte, exp any) (bool, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		_, err := s.exec(ctx, s.q.casInsert, key, value, exp)
+		_, err := exec(ctx, s.q.casInsert, key, value, exp)
 		if err == nil {
 			return true, nil // the key was absent
 		}
@@ -471,7 +481,7 @@ func (s *Store) casInsertMySQL(ctx context.Context, key string, value []byte, ex
 		// Present: take it over only if it has expired. The new
 		// expires_at always differs from an expired one, so a match is
 		// always a change and counts as one affected row.
-		ok, err := s.affected(s.exec(ctx, s.q.casReplaceExpired, value, exp, key, nowMS()))
+		ok, err := s.affected(exec(ctx, s.q.casReplaceExpired, value, exp, key, nowMS()))
 		if err != nil || ok {
 			return ok, err
 		}
@@ -664,15 +674,22 @@ func (s *Store) setManyTx(ctx context.Context, keys []string, values [][]byte, c
 // of at most d.manyRows() entries and maxManyBytes of keys and values; an
 // entry larger than that is a run of its own.
 func (d Dialect) chunks(keys []string, values [][]byte, order []int) [][]int {
+	return chunksBy(order, d.manyRows(), func(i int) int { return len(keys[i]) + len(values[i]) })
+}
+
+// chunksBy cuts order into consecutive runs of at most rows entries and
+// maxManyBytes in all by size; an entry larger than that is a run of its
+// own.
+func chunksBy(order []int, rows int, size func(i int) int) [][]int {
 	var chunks [][]int
-	start, size := 0, 0
+	start, total := 0, 0
 	for j, i := range order {
-		n := len(keys[i]) + len(values[i])
-		if j > start && (j-start == d.manyRows() || size+n > maxManyBytes) {
+		n := size(i)
+		if j > start && (j-start == rows || total+n > maxManyBytes) {
 			chunks = append(chunks, order[start:j])
-			start, size = j, 0
+			start, total = j, 0
 		}
-		size += n
+		total += n
 	}
 	return append(chunks, order[start:])
 }
