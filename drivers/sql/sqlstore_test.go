@@ -109,6 +109,8 @@ func TestMariaDBFoundRows(t *testing.T) {
 	b := backend{dialect: MySQL, url: srv.URL(), query: "clientFoundRows=true", schema: srv.DB()}
 	t.Run("CompareAndSwap", func(t *testing.T) { t.Parallel(); testCompareAndSwap(t, b) })
 	t.Run("CompareAndSwapRace", func(t *testing.T) { t.Parallel(); testCompareAndSwapRace(t, b) })
+	t.Run("CASManyCrossCheck", func(t *testing.T) { t.Parallel(); testCASManyCrossCheck(t, b) })
+	t.Run("CASManyRace", func(t *testing.T) { t.Parallel(); testCASManyRace(t, b) })
 }
 
 func TestSQLitePragmas(t *testing.T) {
@@ -148,6 +150,11 @@ func runSuite(t *testing.T, b backend) {
 		{"CloseStopsSweeper", testCloseStopsSweeper},
 		{"SetMany", testSetMany},
 		{"SetManyAtomic", testSetManyAtomic},
+		{"CASManySemantics", testCASManySemantics},
+		{"CASManyCrossCheck", testCASManyCrossCheck},
+		{"CASManyPerEntry", testCASManyPerEntry},
+		{"CASManyCancel", testCASManyCancel},
+		{"CASManyRace", testCASManyRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
