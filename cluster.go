@@ -371,39 +371,21 @@ const batchesInFlight = 4
 // and it is queued again; one whose entry is gone with a stored base ended
 // on another server and is not written back.
 func (m *Manager) flushMerged(ctx context.Context, keys []string, sts []*state) (failed int) {
-	type write struct {
-		key        string
-		st         *state
-		base, data []byte
-		now        time.Time
-		seq        uint64
-	}
-	writes := make([]write, 0, len(keys))
-	olds := make([][]byte, 0, len(keys))
-	values := make([][]byte, 0, len(keys))
-	wkeys := make([]string, 0, len(keys))
-	for i, key := range keys {
-		st := sts[i]
-		st.mu.Lock()
-		if st.ended || st.key != key {
-			st.mu.Unlock()
-			continue // renewed or ended since it was queued
-		}
-		now := m.now()
-		w := write{key: key, st: st, base: st.base, data: st.envelopeLocked(key, now), now: now, seq: st.seq}
-		st.mu.Unlock()
-		writes = append(writes, w)
-		olds, values, wkeys = append(olds, w.base), append(values, w.data), append(wkeys, key)
-	}
-	m.wb.done(len(keys) - len(writes))
+	writes := m.encodeQueued(keys, sts)
 	if len(writes) == 0 {
 		return 0
+	}
+	olds := make([][]byte, len(writes))
+	values := make([][]byte, len(writes))
+	wkeys := make([]string, len(writes))
+	for i, w := range writes {
+		olds[i], values[i], wkeys[i] = w.base, w.data, w.key
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	swapped, errs := m.storage.compareAndSwapMany(cctx, wkeys, olds, values, m.storeTTL)
 	cancel()
 	landed := 0
-	var lost []write
+	var lost []queuedWrite
 	for i, w := range writes {
 		switch {
 		case errs[i] != nil:
@@ -509,33 +491,14 @@ const batchSize = 256
 // its batches are done, so an operation queued after a batch was taken (a
 // delete after Invalidate) always lands after it.
 func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state) (failed int) {
-	type write struct {
-		key  string
-		st   *state
-		data []byte
-		now  time.Time
-		seq  uint64
-	}
-	writes := make([]write, 0, len(keys))
-	values := make([][]byte, 0, len(keys))
-	wkeys := make([]string, 0, len(keys))
-	for i, key := range keys {
-		st := sts[i]
-		st.mu.Lock()
-		if st.ended || st.key != key {
-			st.mu.Unlock()
-			continue // renewed or ended since it was queued
-		}
-		now := m.now()
-		data := st.envelopeLocked(key, now)
-		writes = append(writes, write{key: key, st: st, data: data, now: now, seq: st.seq})
-		st.mu.Unlock()
-		values = append(values, data)
-		wkeys = append(wkeys, key)
-	}
-	m.wb.done(len(keys) - len(writes))
+	writes := m.encodeQueued(keys, sts)
 	if len(writes) == 0 {
 		return 0
+	}
+	values := make([][]byte, len(writes))
+	wkeys := make([]string, len(writes))
+	for i, w := range writes {
+		values[i], wkeys[i] = w.data, w.key
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	err := m.storage.setMany(cctx, wkeys, values, m.storeTTL)
@@ -590,6 +553,34 @@ func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state)
 		}
 	}
 	return failed
+}
+
+// queuedWrite is one session encoded for a batch write.
+type queuedWrite struct {
+	key        string
+	st         *state
+	base, data []byte // the stored copy it is based on, and the new one
+	now        time.Time
+	seq        uint64
+}
+
+// encodeQueued encodes the sessions of a batch taken from the queue,
+// skipping (and ending the operations of) those renewed or ended since.
+func (m *Manager) encodeQueued(keys []string, sts []*state) []queuedWrite {
+	writes := make([]queuedWrite, 0, len(keys))
+	for i, key := range keys {
+		st := sts[i]
+		st.mu.Lock()
+		if st.ended || st.key != key {
+			st.mu.Unlock()
+			continue // renewed or ended since it was queued
+		}
+		now := m.now()
+		writes = append(writes, queuedWrite{key: key, st: st, base: st.base, data: st.envelopeLocked(key, now), now: now, seq: st.seq})
+		st.mu.Unlock()
+	}
+	m.wb.done(len(keys) - len(writes))
+	return writes
 }
 
 // flushWrite writes one session; on failure it queues it again with its
