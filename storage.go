@@ -122,6 +122,14 @@ type KeyLister interface {
 	ListKeys(ctx context.Context, prefix string, fn func(key string) error) error
 }
 
+// ErrStorageUnreachable is what an Opener wraps when the storage could
+// not be reached (connection refused, a timeout, a file locked by another
+// process) although its URL and options are valid. New then starts
+// anyway, unless Config.RequireStorageAtStart, and keeps trying in the
+// background; any other Opener error is a configuration error and fails
+// New at once.
+var ErrStorageUnreachable = errors.New("sessions: storage unreachable")
+
 // ErrNotFound is what Storage.Get reports for a missing (or expired) entry.
 var ErrNotFound = errors.New("sessions: entry not found")
 
