@@ -132,6 +132,30 @@ func (s *Server) Stop(t testing.TB) {
 	}
 }
 
+// Pause sends SIGSTOP to the server's process group: the server keeps its
+// port and its connections (the kernel still accepts new ones) but answers
+// nothing, as a hung server would, until Resume. A cleanup registered with
+// t resumes it. It fails the test on a shared server or one not running.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	s.noShared(t, "Pause")
+	if err := s.p.signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.p.signal(syscall.SIGCONT) })
+}
+
+// Resume sends SIGCONT to a server paused by Pause; resuming a server that
+// is not paused does nothing. It fails the test on a shared server or one
+// not running.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	s.noShared(t, "Resume")
+	if err := s.p.signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Restart starts the server again on the same port with the same data
 // directory and waits until it answers a ping. A running server is stopped
 // gracefully first. PostgreSQL and MariaDB keep their data; redis and
@@ -393,6 +417,20 @@ func (p *proc) runTool(ctx context.Context, bin string, args ...string) error {
 	}
 }
 
+// signal sends sig to the running server's process group.
+func (p *proc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("testservers: %s on %s is not running", p.spec.name, p.addr())
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("testservers: %v to %s on %s: %v", sig, p.spec.name, p.addr(), err)
+	}
+	return nil
+}
+
 // kill SIGKILLs the process group and reaps the server.
 func (p *proc) kill() error {
 	p.mu.Lock()
@@ -419,6 +457,7 @@ func (p *proc) stop() error {
 		return nil
 	}
 	_ = cmd.Process.Signal(p.spec.stopSignal)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT) // a paused server handles the signal only once resumed
 	select {
 	case <-exited:
 	case <-time.After(stopTimeout):
