@@ -323,16 +323,16 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 		switch {
 		case st == nil:
 			run(func() error { return m.flushDelete(ctx, key) })
-		case m.storage.cas != nil && failedBefore[key]:
+		case m.storage.hasCAS() && failedBefore[key]:
 			retryKey, retrySt = append(retryKey, key), append(retrySt, st)
-		case m.storage.cas != nil, m.storage.batch != nil && !failedBefore[key]:
+		case m.storage.hasCAS(), m.storage.hasBatch() && !failedBefore[key]:
 			batchKey, batchSt = append(batchKey, key), append(batchSt, st)
 		default:
 			run(func() error { return m.flushWrite(ctx, key, st) })
 		}
 	}
 	flush := m.flushBatched
-	if m.storage.cas != nil {
+	if m.storage.hasCAS() {
 		flush = m.flushMerged
 	}
 	// Up to batchesInFlight batches at a time: the keys of one flush are

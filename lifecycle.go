@@ -314,7 +314,7 @@ func (m *Manager) catchUp(ctx context.Context, st *state, id string, ver version
 	if st.key == key && !st.ended {
 		if env.Revision > st.revision {
 			st.adoptLocked(env, data)
-			if m.storage.cas == nil {
+			if !m.storage.hasCAS() {
 				st.base = nil
 			}
 		}
@@ -400,7 +400,7 @@ func (m *Manager) loadSticky(ctx context.Context, id string, ver version, now ti
 	}
 	ph.mu.Lock()
 	ph.adoptLocked(env, data)
-	if m.storage.cas == nil {
+	if !m.storage.hasCAS() {
 		ph.base = nil // writes are blind: no need to keep it
 	}
 	if env.Expires < now.UnixMilli() {

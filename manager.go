@@ -95,6 +95,15 @@ type Config struct {
 
 	// Logger receives the library's logs. Default slog.Default().
 	Logger *slog.Logger
+	// RequireStorageAtStart makes New fail when the storage cannot be
+	// reached. By default New starts anyway (a storage outage must not
+	// stop an app from starting, nor a crash loop make it worse), logs,
+	// and opens the storage in the background: until then sticky mode
+	// serves new sessions from memory and queues their writes, and cluster
+	// mode answers through ErrorHandler. Configuration errors (a bad URL
+	// or option) fail New either way.
+	RequireStorageAtStart bool
+
 	// ErrorHandler answers a request whose session cannot be read or saved
 	// because storage failed (cluster mode, and sticky mode on a memory
 	// miss), or, in cluster mode, whose change could not be saved because
@@ -241,15 +250,17 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		}
 		m.sealer = sealer
 	}
+	var unreachable error
 	if cfg.Store != nil {
 		m.storage = newStorage(fmt.Sprintf("%s store", cfg.Store.GetType()), cfg.Store, false)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.StorageTimeout*5)
 		st, err := resolveStorage(ctx, cfg.Storage, cfg.Storages)
 		cancel()
-		if err != nil {
+		if err != nil && (st == nil || cfg.RequireStorageAtStart) {
 			return nil, err
 		}
+		unreachable = err // valid but not reachable: start, open it later
 		m.storage = st
 	}
 	if m.cfg.KeyPrefix == "" {
@@ -274,8 +285,16 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	if !cfg.Cluster && (cfg.IdleEvict < 0 || cfg.IdleEvict >= cfg.Timeout) {
 		m.storeTTL = 2 * cfg.Timeout
 	}
-	if m.storage.expiry != nil {
-		m.stopNotify = m.storage.expiry.NotifyExpired(m.storageExpired)
+	if be := m.storage.be(); be.expiry != nil {
+		m.stopNotify = be.expiry.NotifyExpired(m.storageExpired)
+	}
+	if unreachable != nil {
+		m.log.Error("sessions: storage unreachable at start; opening it in the background meanwhile (sticky mode serves new sessions from memory, cluster mode answers with the ErrorHandler)",
+			"storage", m.storage.name, "err", unreachable)
+		m.storageDown.Store(true)
+		m.outages.Add(1)
+		m.wg.Add(1)
+		go m.openLater()
 	}
 	m.wg.Add(1)
 	go m.sweepLoop()
@@ -468,6 +487,40 @@ func (m *Manager) decode(key string, data []byte) *serializer.Envelope {
 		return nil
 	}
 	return env
+}
+
+// openLater opens a storage that was unreachable when New ran, retrying
+// with backoff until it opens or the Manager closes.
+func (m *Manager) openLater() {
+	defer m.wg.Done()
+	backoff := min(m.cfg.StorageTimeout, time.Second)
+	retry := time.NewTimer(backoff)
+	defer retry.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-retry.C:
+		}
+		ctx, cancel := context.WithTimeout(m.flushCtx, m.cfg.StorageTimeout*5)
+		st, err := m.storage.reopen(ctx)
+		cancel()
+		if err == nil {
+			m.storage.opened(st)
+			if be := m.storage.be(); be.expiry != nil {
+				m.stopNotify = be.expiry.NotifyExpired(m.storageExpired) // read by Close after wg.Wait
+			}
+			m.log.Info("sessions: storage opened", "storage", m.storage.name)
+			m.storageOK()
+			m.wb.signal()
+			return
+		}
+		if !errors.Is(err, ErrStorageUnreachable) {
+			m.log.Error("sessions: opening the storage failed; retrying", "storage", m.storage.name, "err", err)
+		}
+		backoff = min(2*backoff, maxBackoff)
+		retry.Reset(backoff)
+	}
 }
 
 // keySet remembers up to keySetMax keys (then starts over), so that what

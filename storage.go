@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
@@ -151,16 +152,26 @@ var clientMissMessages = map[string]bool{
 // or []byte back, always passes string keys, maps every flavour of "not
 // found" to errNotFound and never calls Clear or Invalidate.
 type storage struct {
-	name   string
+	name  string
+	owned bool // opened from a URL: closed by the Manager
+	// keyPrefix is the URL's key_prefix option ("" if none): the default
+	// of Config.KeyPrefix.
+	keyPrefix string
+	// b is the store and what it can do; it changes once, when a storage
+	// unreachable at start opens in the background (reopen).
+	b atomic.Pointer[backend]
+	// reopen opens the store again (nil unless it was unreachable at
+	// start). Immutable.
+	reopen func(ctx context.Context) (store.StoreInterface, error)
+}
+
+// backend is a store and its capabilities. Immutable.
+type backend struct {
 	store  store.StoreInterface
 	cas    CompareAndSwapStore     // nil when the store lacks it
 	casN   CompareAndSwapManyStore // nil when the store lacks it
 	batch  BatchSetter             // nil when the store lacks it
 	expiry ExpiryNotifier          // nil when the store lacks it
-	owned  bool                    // opened from a URL: closed by the Manager
-	// keyPrefix is the URL's key_prefix option ("" if none): the default
-	// of Config.KeyPrefix.
-	keyPrefix string
 	// wholeSeconds: the store truncates TTLs to whole seconds (memcache
 	// and freecache would turn 500 ms into 0, "never expire"), so they are
 	// rounded up.
@@ -183,32 +194,65 @@ func ceilSeconds(d time.Duration) time.Duration {
 }
 
 // storeTTL converts the TTL the library means into what the store needs.
-func (s *storage) storeTTL(ttl time.Duration) time.Duration {
-	if s.wholeSeconds {
+func (b *backend) storeTTL(ttl time.Duration) time.Duration {
+	if b.wholeSeconds {
 		ttl = ceilSeconds(ttl)
 	}
-	if s.unixAfter30Days && ttl > memcacheRelativeLimit {
+	if b.unixAfter30Days && ttl > memcacheRelativeLimit {
 		ttl = time.Duration(time.Now().Add(ttl).Unix()) * time.Second
 	}
 	return ttl
 }
 
-func newStorage(name string, st store.StoreInterface, owned bool) *storage {
-	s := &storage{name: name, store: st, owned: owned}
-	s.cas, _ = st.(CompareAndSwapStore)
-	if s.cas != nil {
-		s.casN, _ = st.(CompareAndSwapManyStore)
+func newBackend(st store.StoreInterface) *backend {
+	b := &backend{store: st}
+	b.cas, _ = st.(CompareAndSwapStore)
+	if b.cas != nil {
+		b.casN, _ = st.(CompareAndSwapManyStore)
 	}
-	s.batch, _ = st.(BatchSetter)
-	s.expiry, _ = st.(ExpiryNotifier)
+	b.batch, _ = st.(BatchSetter)
+	b.expiry, _ = st.(ExpiryNotifier)
 	switch st.GetType() {
 	case "memcache":
-		s.wholeSeconds, s.unixAfter30Days = true, true
+		b.wholeSeconds, b.unixAfter30Days = true, true
 	case "freecache":
-		s.wholeSeconds = true
+		b.wholeSeconds = true
 	}
+	return b
+}
+
+func newStorage(name string, st store.StoreInterface, owned bool) *storage {
+	s := &storage{name: name, owned: owned}
+	s.b.Store(newBackend(st))
 	return s
 }
+
+// be returns the current backend.
+func (s *storage) be() *backend { return s.b.Load() }
+
+// hasCAS and hasBatch report the current store's capabilities.
+func (s *storage) hasCAS() bool   { return s.be().cas != nil }
+func (s *storage) hasBatch() bool { return s.be().batch != nil }
+
+// opened installs the store that a storage unreachable at start opened
+// later.
+func (s *storage) opened(st store.StoreInterface) { s.b.Store(newBackend(st)) }
+
+// unreachableStore stands in for a storage that could not be reached at
+// start: every call fails with the error that opening it gave.
+type unreachableStore struct{ err error }
+
+func (u unreachableStore) Get(context.Context, any) (any, error) { return nil, u.err }
+func (u unreachableStore) GetWithTTL(context.Context, any) (any, time.Duration, error) {
+	return nil, 0, u.err
+}
+func (u unreachableStore) Set(context.Context, any, any, ...store.Option) error { return u.err }
+func (u unreachableStore) Delete(context.Context, any) error                  { return u.err }
+func (u unreachableStore) Invalidate(context.Context, ...store.InvalidateOption) error {
+	return u.err
+}
+func (u unreachableStore) Clear(context.Context) error { return u.err }
+func (u unreachableStore) GetType() string             { return "unreachable" }
 
 // openStorage resolves Config.Storage: "memory" or a URL whose scheme a
 // driver registered.
@@ -242,7 +286,16 @@ func openStorage(ctx context.Context, spec string) (*storage, error) {
 	}
 	st, err := open(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("sessions: opening storage %s: %w", redactURL(spec), err)
+		err = fmt.Errorf("sessions: opening storage %s: %w", redactURL(spec), err)
+		if !errors.Is(err, ErrStorageUnreachable) {
+			return nil, err
+		}
+		// Valid but unreachable: a stand-in that New may start with,
+		// opening the store in the background.
+		pending := newStorage(redactURL(spec), unreachableStore{err}, true)
+		pending.keyPrefix = prefix
+		pending.reopen = func(ctx context.Context) (store.StoreInterface, error) { return open(ctx, u) }
+		return pending, err
 	}
 	opened := newStorage(redactURL(spec), st, true)
 	opened.keyPrefix = prefix
@@ -374,10 +427,12 @@ func openNamed(ctx context.Context, name string, sc StorageConfig) (*storage, er
 		return nil, fmt.Errorf("sessions: storage %q: %w", name, err)
 	}
 	st, err := openStorage(ctx, raw)
-	if err != nil {
-		return nil, fmt.Errorf("sessions: storage %q: %w", name, err)
+	if st != nil {
+		st.name = name + " (" + st.name + ")"
 	}
-	st.name = name + " (" + st.name + ")"
+	if err != nil {
+		return st, fmt.Errorf("sessions: storage %q: %w", name, err)
+	}
 	return st, nil
 }
 
@@ -392,7 +447,7 @@ type Storage struct{ s *storage }
 func OpenStorage(ctx context.Context, nameOrURL string, defined map[string]StorageConfig) (*Storage, error) {
 	st, err := resolveStorage(ctx, nameOrURL, defined)
 	if err != nil {
-		return nil, err
+		return nil, err // nothing to close: an unreachable store never opened
 	}
 	return &Storage{st}, nil
 }
@@ -404,7 +459,7 @@ func (s *Storage) KeyPrefix() string { return s.s.keyPrefix }
 func (s *Storage) Name() string { return s.s.name }
 
 // Store returns the underlying gocache store.
-func (s *Storage) Store() store.StoreInterface { return s.s.store }
+func (s *Storage) Store() store.StoreInterface { return s.s.be().store }
 
 // Get returns the bytes stored under key, or ErrNotFound.
 func (s *Storage) Get(ctx context.Context, key string) ([]byte, error) { return s.s.get(ctx, key) }
@@ -457,7 +512,7 @@ func (s *storage) isNotFound(err error) bool {
 
 // get returns the stored bytes, or errNotFound.
 func (s *storage) get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.store.Get(ctx, key)
+	v, err := s.be().store.Get(ctx, key)
 	if err != nil {
 		if s.isNotFound(err) {
 			return nil, errNotFound
@@ -483,27 +538,32 @@ func (s *storage) set(ctx context.Context, key string, value []byte, ttl time.Du
 	}
 	// SynchronousSet: ristretto otherwise buffers the write, so an
 	// immediate read misses it; other stores ignore the option.
-	if ttl = s.storeTTL(ttl); ttl > 0 {
-		return s.store.Set(ctx, key, value, store.WithExpiration(ttl), store.WithSynchronousSet())
+	b := s.be()
+	if ttl = b.storeTTL(ttl); ttl > 0 {
+		return b.store.Set(ctx, key, value, store.WithExpiration(ttl), store.WithSynchronousSet())
 	}
-	return s.store.Set(ctx, key, value, store.WithSynchronousSet())
+	return b.store.Set(ctx, key, value, store.WithSynchronousSet())
 }
 
-// setMany writes a batch through the store's BatchSetter (s.batch must
-// be set).
+// setMany writes a batch through the store's BatchSetter (one it has:
+// else an error).
 func (s *storage) setMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.batch.SetMany(ctx, keys, values, s.storeTTL(ttl))
+	b := s.be()
+	if b.batch == nil {
+		return fmt.Errorf("sessions: storage %s cannot write batches", s.name)
+	}
+	return b.batch.SetMany(ctx, keys, values, b.storeTTL(ttl))
 }
 
 // compareAndSwap writes value only if the entry still holds old (nil:
 // absent). Stores without the capability get a re-read then a write: right
 // unless another writer slips in between the two calls.
 func (s *storage) compareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
-	if s.cas != nil {
-		return s.cas.CompareAndSwap(ctx, key, old, value, s.storeTTL(ttl))
+	if b := s.be(); b.cas != nil {
+		return b.cas.CompareAndSwap(ctx, key, old, value, b.storeTTL(ttl))
 	}
 	cur, err := s.get(ctx, key)
 	switch {
@@ -519,8 +579,8 @@ func (s *storage) compareAndSwap(ctx context.Context, key string, old, value []b
 	return true, s.set(ctx, key, value, ttl)
 }
 
-// compareAndSwapMany performs a compare-and-swap per entry (s.cas must be
-// set): in one call where the store can, else flushConcurrency calls at a
+// compareAndSwapMany performs a compare-and-swap per entry (the store
+// must have CompareAndSwap: else every entry fails): in one call where the store can, else flushConcurrency calls at a
 // time. errs[i] is entry i's error (all the same when the batch call
 // failed).
 func (s *storage) compareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) (swapped []bool, errs []error) {
@@ -531,8 +591,16 @@ func (s *storage) compareAndSwapMany(ctx context.Context, keys []string, olds, v
 		}
 		return swapped, errs
 	}
-	if s.casN != nil && len(keys) > 1 {
-		got, err := s.casN.CompareAndSwapMany(ctx, keys, olds, values, s.storeTTL(ttl))
+	b := s.be()
+	if b.cas == nil {
+		err := fmt.Errorf("sessions: storage %s has no CompareAndSwap", s.name)
+		for i := range errs {
+			errs[i] = err
+		}
+		return swapped, errs
+	}
+	if b.casN != nil && len(keys) > 1 {
+		got, err := b.casN.CompareAndSwapMany(ctx, keys, olds, values, b.storeTTL(ttl))
 		if err == nil && len(got) != len(keys) {
 			err = fmt.Errorf("sessions: storage %s: CompareAndSwapMany of %d entries reported %d outcomes", s.name, len(keys), len(got))
 		}
@@ -551,7 +619,7 @@ func (s *storage) compareAndSwapMany(ctx context.Context, keys []string, olds, v
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				swapped[i], errs[i] = s.cas.CompareAndSwap(ctx, keys[i], olds[i], values[i], s.storeTTL(ttl))
+				swapped[i], errs[i] = b.cas.CompareAndSwap(ctx, keys[i], olds[i], values[i], b.storeTTL(ttl))
 			}()
 		}
 		wg.Wait()
@@ -574,7 +642,7 @@ func (s *storage) delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := s.store.Delete(ctx, key)
+	err := s.be().store.Delete(ctx, key)
 	if err == nil || s.isNotFound(err) {
 		return nil
 	}
@@ -590,7 +658,7 @@ func (s *storage) close() error {
 	if !s.owned {
 		return nil
 	}
-	if c, ok := s.store.(interface{ Close() error }); ok {
+	if c, ok := s.be().store.(interface{ Close() error }); ok {
 		return c.Close()
 	}
 	return nil

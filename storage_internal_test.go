@@ -18,7 +18,7 @@ func TestCeilSeconds(t *testing.T) {
 		}
 	}
 	// Beyond 30 days memcached wants an absolute Unix time.
-	mc := &storage{wholeSeconds: true, unixAfter30Days: true}
+	mc := &backend{wholeSeconds: true, unixAfter30Days: true}
 	got := mc.storeTTL(40 * 24 * time.Hour)
 	want := time.Now().Add(40 * 24 * time.Hour).Unix()
 	if secs := int64(got / time.Second); secs < want-2 || secs > want+2 {
