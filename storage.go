@@ -247,7 +247,7 @@ func (u unreachableStore) GetWithTTL(context.Context, any) (any, time.Duration, 
 	return nil, 0, u.err
 }
 func (u unreachableStore) Set(context.Context, any, any, ...store.Option) error { return u.err }
-func (u unreachableStore) Delete(context.Context, any) error                  { return u.err }
+func (u unreachableStore) Delete(context.Context, any) error                    { return u.err }
 func (u unreachableStore) Invalidate(context.Context, ...store.InvalidateOption) error {
 	return u.err
 }
