@@ -567,6 +567,18 @@ func TestLockedFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "locked by another process") || !errors.Is(err, bbolt.ErrTimeout) {
 		t.Fatalf("Open of a locked file: %v", err)
 	}
+	// A lock held by another process is what a restart overlap looks
+	// like: the storage is valid but unreachable for now.
+	if !errors.Is(err, sessions.ErrStorageUnreachable) {
+		t.Errorf("%v does not wrap sessions.ErrStorageUnreachable", err)
+	}
+	// The message names the ways out: stop the app, work from inside it,
+	// or wait longer for the lock at a restart.
+	for _, want := range []string{"stop the application", "admin page", "timeout option", "?timeout=", "waited 100ms"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
 	if time.Since(start) > 2*time.Second {
 		t.Fatalf("Open took %v", time.Since(start))
 	}
@@ -604,7 +616,15 @@ func TestURLs(t *testing.T) {
 			t.Errorf("Open with %s accepted", q)
 		}
 	}
-	u, _ := url.Parse("bolt://" + dir + "/nodir/x.db")
+	// An unknown option is named, with the known ones listed.
+	u, _ := url.Parse("bolt://" + dir + "/x.db?buckett=web")
+	if _, err := Open(context.Background(), u); err == nil ||
+		!strings.Contains(err.Error(), `unknown option "buckett"`) ||
+		!strings.Contains(err.Error(), "bucket, mode, sweep, timeout") ||
+		errors.Is(err, sessions.ErrStorageUnreachable) {
+		t.Errorf("Open with an unknown option: %v", err)
+	}
+	u, _ = url.Parse("bolt://" + dir + "/nodir/x.db")
 	if _, err := Open(context.Background(), u); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Open in a missing directory: %v", err)
 	}

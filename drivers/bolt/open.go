@@ -219,13 +219,24 @@ func openFile(path string, lockTimeout time.Duration, mode fs.FileMode) (*bbolt.
 	db, err := bbolt.Open(path, mode, &bbolt.Options{Timeout: lockTimeout})
 	switch {
 	case errors.Is(err, bbolt.ErrTimeout):
-		return nil, fmt.Errorf("bolt: %s is locked by another process (waited %v; raise ?timeout= to wait longer): %w", path, lockTimeout, err)
+		return nil, fmt.Errorf("%w: %w", sessions.ErrStorageUnreachable, lockedError(path, lockTimeout, err))
 	case errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("bolt: opening %s: its directory does not exist: %w", path, err)
 	case err != nil:
 		return nil, fmt.Errorf("bolt: opening %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// lockedError explains a file that another process holds (bbolt allows
+// one process at a time) and names the ways out: the lock is not a fault
+// to retry blindly but a running application, or the previous instance of
+// one during a restart.
+func lockedError(path string, waited time.Duration, err error) error {
+	return fmt.Errorf("bolt: %s is locked by another process (waited %v): a bbolt file can be open in only one process at a time. "+
+		"If an application is running on it, stop the application first, or do this from inside the application (its own admin page, which shares its open file); "+
+		"if a restarting application's new process overlaps the old one, raise the URL's timeout option (for example ?timeout=30s) so that it waits for the old process to exit: %w",
+		path, waited, err)
 }
 
 // OpenFiles maps the canonical absolute path of each file that Open
