@@ -3,17 +3,23 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -51,6 +57,9 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDriverParams(u.Scheme, rest); err != nil {
+		return nil, err
+	}
 	var (
 		db      *sql.DB
 		dialect Dialect
@@ -71,6 +80,13 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		if unreachable(err) {
+			return nil, fmt.Errorf("%w: sqlstore: %s: %v", sessions.ErrStorageUnreachable, u.Redacted(), err)
+		}
+		return nil, fmt.Errorf("sqlstore: %s: %w", u.Redacted(), err)
+	}
 	s, err := newStore(ctx, db, dialect, own.Options, true)
 	if err != nil {
 		_ = db.Close()
@@ -86,6 +102,135 @@ type ownOptions struct {
 }
 
 var ownParams = map[string]bool{"table": true, "sweep": true, "create": true, "busy_timeout": true}
+
+// ownParamNames lists ownParams in the order the documentation gives them.
+var ownParamNames = []string{"table", "sweep", "create", "busy_timeout"}
+
+// driverParams are the URL parameters each dialect passes on to its
+// database driver. Anything else is an unknown option and an error, so a
+// typo such as tabel=web fails Open instead of silently using the default
+// table (or, for PostgreSQL and MySQL, being sent to the server as a
+// setting).
+var driverParams = map[Dialect][]string{
+	// pgconn's connection parameters and pgx's own, then the PostgreSQL
+	// run-time parameters accepted here; any other run-time parameter can
+	// be set through options (options=-c%20name%3Dvalue).
+	Postgres: {
+		"host", "port", "dbname", "database", "user", "password", "passfile",
+		"connect_timeout", "ssl", "sslmode", "sslkey", "sslcert", "sslcertmode",
+		"sslrootcert", "sslnegotiation", "sslpassword", "sslsni", "krbspn",
+		"krbsrvname", "target_session_attrs", "service", "servicefile",
+		"min_protocol_version", "max_protocol_version", "channel_binding",
+		"require_auth", "statement_cache_capacity", "description_cache_capacity",
+		"default_query_exec_mode",
+		"application_name", "options", "search_path", "timezone", "client_encoding",
+		"datestyle", "intervalstyle", "extra_float_digits", "statement_timeout",
+		"lock_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout",
+	},
+	// go-sql-driver/mysql's DSN parameters and this package's socket,
+	// then the MySQL system variables accepted here.
+	MySQL: {
+		"socket",
+		"allowAllFiles", "allowCleartextPasswords", "allowFallbackToPlaintext",
+		"allowNativePasswords", "allowOldPasswords", "charset", "checkConnLiveness",
+		"clientFoundRows", "collation", "columnsWithAlias", "compress",
+		"connectionAttributes", "interpolateParams", "loc", "maxAllowedPacket",
+		"multiStatements", "parseTime", "readTimeout", "rejectReadOnly",
+		"serverPubKey", "timeTruncate", "timeout", "tls", "writeTimeout",
+		"time_zone", "sql_mode", "transaction_isolation", "tx_isolation",
+		"innodb_lock_wait_timeout", "lock_wait_timeout", "max_execution_time",
+		"wait_timeout", "net_read_timeout", "net_write_timeout",
+	},
+	// modernc.org/sqlite's DSN parameters.
+	SQLite: {
+		"_pragma", "_txlock", "_busy_timeout", "_timeout", "_journal_mode", "_journal",
+		"_synchronous", "_sync", "_foreign_keys", "_fk", "_auto_vacuum", "_vacuum",
+		"_query_only", "_time_format", "_time_integer_format", "_timezone",
+		"_inttotime", "_texttotime", "_dqs", "_defensive", "_error_rc", "vfs",
+	},
+}
+
+var driverNames = map[Dialect]string{Postgres: "pgx", MySQL: "go-sql-driver/mysql", SQLite: "modernc.org/sqlite"}
+
+// checkDriverParams rejects a parameter that is neither this package's
+// option nor one that the scheme's database driver understands. PostgreSQL
+// parameter names are matched without regard to case, as the server does.
+func checkDriverParams(scheme string, rest url.Values) error {
+	var d Dialect
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql":
+		d = Postgres
+	case "mysql":
+		d = MySQL
+	case "sqlite":
+		d = SQLite
+	default:
+		return nil // Open reports the scheme
+	}
+	var unknown []string
+	for name := range rest {
+		ok := false
+		for _, k := range driverParams[d] {
+			if name == k || (d == Postgres && strings.EqualFold(name, k)) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	quoted := make([]string, len(unknown))
+	for i, n := range unknown {
+		quoted[i] = strconv.Quote(n)
+	}
+	what := "option"
+	if len(unknown) > 1 {
+		what = "options"
+	}
+	return fmt.Errorf("sqlstore: unknown %s %s in a %s URL; known options: %s (this package) and %s (%s)",
+		what, strings.Join(quoted, ", "), strings.ToLower(scheme),
+		strings.Join(ownParamNames, ", "), strings.Join(driverParams[d], ", "), driverNames[d])
+}
+
+// unreachable reports whether err, from the first connection to the
+// database, means the server could not be reached (refused, timed out,
+// reset, not accepting connections yet) rather than that the URL, the
+// credentials or the database are wrong.
+func unreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P03", // cannot_connect_now: starting up, shutting down, in recovery
+			"57P01", "57P02", // admin_shutdown, crash_shutdown
+			"53300": // too_many_connections
+			return true
+		}
+		return false
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		switch myErr.Number {
+		case 1040, 1053: // too many connections, server shutdown in progress
+			return true
+		}
+	}
+	return false
+}
 
 // splitOptions takes this package's parameters out of q and returns the rest
 // for the database driver.

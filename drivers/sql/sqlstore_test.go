@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -1046,4 +1047,123 @@ func TestDDL(t *testing.T) {
 	if _, err := DDL(Postgres, "x; DROP TABLE y"); err == nil {
 		t.Error("bad table name accepted")
 	}
+}
+
+// TestUnknownOptions: a parameter that is neither this package's nor one
+// the database driver understands fails Open with an error naming it and
+// listing the known ones, before any connection is tried.
+func TestUnknownOptions(t *testing.T) {
+	for _, tc := range []struct{ raw, bad, known string }{
+		{"sqlite://" + filepath.Join(t.TempDir(), "u.db") + "?tabel=web", `"tabel"`, "_pragma"},
+		{"sqlite://:memory:?table=web&Table=x", `"Table"`, "busy_timeout"},
+		{"postgres://u@127.0.0.1:1/db?sslmode=disable&tabel=web", `"tabel"`, "sslmode"},
+		{"mysql://u@127.0.0.1:1/db?tabel=web&parseTime=true", `"tabel"`, "parseTime"},
+		{"mysql://u@127.0.0.1:1/db?bogus=1&tabel=web", `"bogus", "tabel"`, "readTimeout"},
+	} {
+		s, err := Open(context.Background(), mustURL(t, tc.raw))
+		if err == nil {
+			s.Close()
+			t.Errorf("%s: opened", tc.raw)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "unknown option") || !strings.Contains(msg, tc.bad) ||
+			!strings.Contains(msg, "table, sweep, create, busy_timeout") || !strings.Contains(msg, tc.known) {
+			t.Errorf("%s: error %q does not name %s and list the known options", tc.raw, msg, tc.bad)
+		}
+		if errors.Is(err, sessions.ErrStorageUnreachable) {
+			t.Errorf("%s: an option error wraps ErrStorageUnreachable", tc.raw)
+		}
+	}
+	// Known driver parameters still pass, PostgreSQL ones in any case.
+	for _, tc := range []struct{ scheme, q string }{
+		{"sqlite", "_pragma=foreign_keys(1)&_txlock=deferred"},
+		{"postgres", "sslmode=disable&Application_Name=x&options=-c%20work_mem%3D8MB"},
+		{"mysql", "socket=/x&tls=false&time_zone=%27%2B00%3A00%27"},
+	} {
+		if err := checkDriverParams(tc.scheme, mustURL(t, "x://h/?"+tc.q).Query()); err != nil {
+			t.Errorf("%s %s: %v", tc.scheme, tc.q, err)
+		}
+	}
+}
+
+// TestUnreachable: a database server that is down makes Open fail with an
+// error wrapping sessions.ErrStorageUnreachable and keeping the driver's
+// text; a server that answers but refuses the database does not.
+func TestUnreachable(t *testing.T) {
+	t.Parallel()
+	wantUnreachable := func(t *testing.T, raw, text string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s, err := Open(ctx, mustURL(t, raw))
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: opened", raw)
+		}
+		if !errors.Is(err, sessions.ErrStorageUnreachable) {
+			t.Errorf("%s: %v does not wrap ErrStorageUnreachable", raw, err)
+		}
+		if !strings.Contains(err.Error(), text) {
+			t.Errorf("%s: %v lost the driver's text %q", raw, err, text)
+		}
+	}
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		srv := testservers.Postgres(t)
+		raw := srv.URL()
+		srv.Stop(t)
+		wantUnreachable(t, raw, "connection refused")
+	})
+	t.Run("mariadb", func(t *testing.T) {
+		t.Parallel()
+		srv := testservers.MariaDB(t)
+		raw := srv.URL()
+		srv.Stop(t)
+		wantUnreachable(t, raw, "connection refused")
+	})
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		// A listener that accepts and never answers: the server is hung.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				conns = append(conns, c)
+			}
+		}()
+		defer func() {
+			ln.Close()
+			<-done
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		wantUnreachable(t, "postgres://u@"+ln.Addr().String()+"/db?sslmode=disable&connect_timeout=1", "timeout")
+		wantUnreachable(t, "mysql://u@"+ln.Addr().String()+"/db?timeout=1s&readTimeout=1s", "timeout")
+	})
+	t.Run("wrong database", func(t *testing.T) {
+		t.Parallel()
+		for _, srv := range []*testservers.Server{testservers.SharedPostgres(t), testservers.SharedMariaDB(t)} {
+			u := mustURL(t, srv.URL())
+			u.Path = "/no_such_db"
+			s, err := Open(context.Background(), u)
+			if err == nil {
+				s.Close()
+				t.Fatalf("%s: opened", u.Redacted())
+			}
+			if errors.Is(err, sessions.ErrStorageUnreachable) {
+				t.Errorf("%s: %v wraps ErrStorageUnreachable", u.Redacted(), err)
+			}
+		}
+	})
 }
