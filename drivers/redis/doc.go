@@ -17,6 +17,10 @@
 // "rediss" URL schemes with the sessions core. Open builds the client from
 // the URL, sends a PING bounded by the context so that a wrong address or
 // password fails at once, and owns the client (Store.Close closes it).
+// When the deployment cannot be reached (connection refused, a timeout, a
+// server still loading) the error wraps sessions.ErrStorageUnreachable;
+// a bad URL or option, a wrong password, database or master name, or a
+// TLS certificate failure does not.
 //
 //	redis://[user:password@]host[:port][/db][?options]        plain TCP
 //	rediss://[user:password@]host[:port][/db][?options]       TLS (minimum TLS 1.2, server name = host)
@@ -46,14 +50,25 @@
 // foo; known in standalone mode: ..."), so a typo never goes unnoticed.
 // Durations are Go durations ("500ms", "3s") or whole seconds ("3"); 0 or a
 // negative value disables a timeout. Unset options keep go-redis's
-// defaults, shown here.
+// defaults, shown here, except context_timeout_enabled. A value that
+// cannot be read is an error naming the option.
 //
-// The driver's own:
+// The driver's own, in every mode:
 //
-//	cluster          true: Redis Cluster client                                 default false
-//	master_name      Sentinel master name; selects the Sentinel mode            default unset
-//	addr             one more Sentinel or cluster seed address (host:port),
-//	                 repeatable; only with master_name or cluster=true
+//	cluster                  true: Redis Cluster client                         default false
+//	master_name              Sentinel master name; selects the Sentinel mode    default unset
+//	addr                     one more Sentinel or cluster seed address
+//	                         (host:port), repeatable; only with master_name or
+//	                         cluster=true
+//	context_timeout_enabled  a call's context deadline bounds its socket I/O    default true
+//	                         (go-redis's ContextTimeoutEnabled)
+//
+// With context_timeout_enabled (the default) every call ends by its
+// context's deadline, so the sessions library's Config.StorageTimeout
+// bounds each storage call even when a server hangs. With
+// context_timeout_enabled=false go-redis ignores deadlines during socket
+// reads and writes and a hung server holds each call for read_timeout or
+// write_timeout (5 s by default), however short StorageTimeout is.
 //
 // go-redis's, in every mode:
 //
@@ -81,8 +96,7 @@
 // (older names of conn_max_idle_time and conn_max_lifetime). Standalone and
 // Sentinel over rediss: skip_verify=true disables certificate checks.
 // Sentinel only: db, username, password (the master's credentials),
-// dialer_retries, dialer_retry_timeout, context_timeout_enabled,
-// disableIdentity, identitySuffix, unstable_resp3; route_by_latency,
+// dialer_retries, dialer_retry_timeout, disableIdentity, identitySuffix, unstable_resp3; route_by_latency,
 // route_randomly, replica_only and use_disconnected_replicas are rejected
 // because sessions must be written to the master. Cluster only:
 // max_redirects (default 3), read_only, route_by_latency,
@@ -106,6 +120,7 @@
 // Get returns a string, not []byte. A miss is store.NotFound wrapping
 // redis.Nil. GetWithTTL costs two round trips. Clear is FLUSHALL: it wipes
 // every database of the server (every master of a cluster); the sessions
-// library never calls it or Invalidate. Context cancellation is honoured by
-// go-redis for every call.
+// library never calls it or Invalidate. Context cancellation and deadlines
+// are honoured by go-redis for every call (deadlines during socket I/O only
+// with context_timeout_enabled, the default).
 package redis

@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -57,7 +59,7 @@ var (
 	modeOptions = map[mode][]string{
 		standalone: {"db", "idle_timeout", "max_conn_age"},
 		sentinel: {
-			"addr", "context_timeout_enabled", "db", "dialer_retries", "dialer_retry_timeout",
+			"addr", "db", "dialer_retries", "dialer_retry_timeout",
 			"disableIdentity", "identitySuffix", "master_name", "password", "unstable_resp3", "username",
 		},
 		cluster: {
@@ -81,7 +83,7 @@ var (
 // given scheme.
 func knownOptions(m mode, scheme string) []string {
 	known := append(slices.Clone(commonOptions), modeOptions[m]...)
-	known = append(known, "cluster") // the driver's own; cluster=false is allowed anywhere
+	known = append(known, "cluster", "context_timeout_enabled") // the driver's own; cluster=false is allowed anywhere
 	if scheme == TLSScheme && m != cluster {
 		known = append(known, "skip_verify")
 	}
@@ -141,9 +143,23 @@ func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
 	if m == sentinel && q.Get("master_name") == "" {
 		return nil, 0, errors.New("redis: option master_name is empty; it names the master the Sentinels monitor")
 	}
+	// Contexts' deadlines bound socket I/O unless turned off: without it
+	// go-redis waits read_timeout (5 s) on a hung server whatever the
+	// caller's deadline.
+	ctxTimeout := true
+	if q.Has("context_timeout_enabled") {
+		v := q.Get("context_timeout_enabled")
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("redis: option context_timeout_enabled=%q: want true or false", v)
+		}
+		ctxTimeout = on
+	}
 
-	// go-redis rejects options it does not know: strip the driver's own.
+	// go-redis rejects options it does not know: strip the driver's own
+	// (context_timeout_enabled is go-redis's in Sentinel mode only).
 	q.Del("cluster")
+	q.Del("context_timeout_enabled")
 	c := *u
 	c.Scheme = scheme
 	c.RawQuery = q.Encode()
@@ -157,18 +173,21 @@ func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
 		if err != nil {
 			return nil, 0, badURL(u, err)
 		}
+		opts.ContextTimeoutEnabled = ctxTimeout
 		return goredis.NewClusterClient(opts), m, nil
 	case sentinel:
 		opts, err := goredis.ParseFailoverURL(raw)
 		if err != nil {
 			return nil, 0, badURL(u, err)
 		}
+		opts.ContextTimeoutEnabled = ctxTimeout
 		return goredis.NewFailoverClient(opts), m, nil
 	default:
 		opts, err := goredis.ParseURL(raw)
 		if err != nil {
 			return nil, 0, badURL(u, err)
 		}
+		opts.ContextTimeoutEnabled = ctxTimeout
 		return goredis.NewClient(opts), m, nil
 	}
 }
@@ -178,7 +197,10 @@ func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
 // checks it with a PING bounded by ctx, and returns a Store that owns the
 // client: Store.Close closes it. A malformed URL, an unknown option or an
 // unreachable server is an error; passwords are redacted from error
-// messages.
+// messages. An error that the deployment could not be reached (refused,
+// timed out, down, loading) wraps sessions.ErrStorageUnreachable; one
+// that it refused the configuration (a wrong password, database, master
+// name or certificate) does not.
 func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -189,11 +211,40 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
+		if cerr := ctx.Err(); errors.Is(cerr, context.Canceled) {
+			return nil, cerr
+		}
+		if unreachable(err) {
+			return nil, fmt.Errorf("%w: redis: cannot reach %s (%s mode): %w", sessions.ErrStorageUnreachable, redact(u), m, err)
+		}
 		return nil, fmt.Errorf("redis: cannot reach %s (%s mode): %w", redact(u), m, err)
 	}
 	s := New(client)
 	s.owned = true
 	return s, nil
+}
+
+// unreachable reports whether err, from the PING at open, says the
+// deployment could not be reached rather than that it refused the client's
+// configuration. Server replies are configuration errors except the
+// transient LOADING, CLUSTERDOWN, TRYAGAIN and MASTERDOWN; so are TLS
+// certificate and handshake failures. Everything else (dial errors,
+// timeouts, resets, unreachable Sentinels) is unreachable.
+func unreachable(err error) bool {
+	var reply goredis.Error
+	if errors.As(err, &reply) {
+		return goredis.IsLoadingError(err) || goredis.IsClusterDownError(err) ||
+			goredis.IsTryAgainError(err) || goredis.IsMasterDownError(err)
+	}
+	var (
+		certErr      *tls.CertificateVerificationError
+		recordErr    tls.RecordHeaderError
+		authorityErr x509.UnknownAuthorityError
+		hostErr      x509.HostnameError
+		invalidErr   x509.CertificateInvalidError
+	)
+	return !errors.As(err, &certErr) && !errors.As(err, &recordErr) && !errors.As(err, &authorityErr) &&
+		!errors.As(err, &hostErr) && !errors.As(err, &invalidErr)
 }
 
 // badURL reports a URL go-redis refused.
