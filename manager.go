@@ -587,10 +587,17 @@ func (m *Manager) storageOK() {
 func init() {
 	RegisterDriver("memory", func(_ context.Context, u *url.URL) (store.StoreInterface, error) {
 		opts := memory.Options{}
-		if v := u.Query().Get("sweep"); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return nil, fmt.Errorf("memory storage: option sweep=%q: %w", v, err)
+		for name, vals := range u.Query() {
+			if name != "sweep" {
+				// key_prefix, the library's own, is taken out before this.
+				return nil, fmt.Errorf("memory storage: unknown option %q; known options: sweep (and key_prefix, for every storage)", name)
+			}
+			if len(vals) != 1 {
+				return nil, fmt.Errorf("memory storage: option %q given %d times", name, len(vals))
+			}
+			d, err := time.ParseDuration(vals[0])
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("memory storage: option sweep=%q: want a positive duration such as 1s", vals[0])
 			}
 			opts.SweepInterval = d
 		}
