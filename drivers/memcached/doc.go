@@ -29,20 +29,35 @@
 // option has no such limits.
 // User information and a path are errors (memcached's text protocol has no
 // authentication and no databases). Open resolves every host and sends a
-// version command to every server, so a wrong address fails at once.
+// version command to every server, so a wrong address fails at once. When
+// a server cannot be reached (connection refused, no answer within
+// timeout, a host name that does not resolve) the error wraps
+// sessions.ErrStorageUnreachable; a bad URL or option, or a server that
+// answers but not as memcached, does not.
 //
 // # Options
 //
 // Options are query parameters; an unknown one is an error that lists the
-// known ones ("unknown option foo; known: addr, max_idle, max_item, timeout").
+// known ones ("unknown option foo; known: addr, max_idle, max_item, timeout"),
+// and a value that cannot be read is an error naming the option.
 //
-//	timeout    connect, read and write timeout of every call, a Go duration   default 500ms
+//	timeout    connect, read and write timeout of every round trip, a         default 500ms
+//	           positive Go duration
 //	max_idle   idle connections kept per server                               default 2
 //	max_item   the servers' item size limit in bytes (memcached -I)           default 1048576
 //	addr       one more server host[:port], repeatable                        default none
 //
 // Raise max_idle toward the peak number of concurrent requests: a call
 // that finds no idle connection dials a new one.
+//
+// # Timeouts
+//
+// gomemcache takes no context, so the sessions library's
+// Config.StorageTimeout cannot reach it: the timeout option alone bounds
+// each call to a hung or unreachable server (about timeout per round trip;
+// CompareAndSwap of an existing item makes two, and checks the context
+// between them). Set timeout no higher than StorageTimeout (default 2 s),
+// or a request may wait on memcached longer than StorageTimeout promises.
 //
 // # Capabilities
 //
@@ -71,7 +86,8 @@
 //     exceeds max_item with an error naming the size and the limit and
 //     matching ErrTooLarge, before sending it.
 //   - gomemcache takes no context: every method checks ctx.Err() before
-//     each call to the server; a call then lasts at most about the timeout.
+//     each call to the server; a call then lasts at most about the timeout
+//     (see Timeouts), whatever the context's deadline.
 //     A dead server gives errors, not hangs; the client dials again once it
 //     is back.
 //   - gocache's Set panics on a value that is not []byte and every method on

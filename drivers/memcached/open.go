@@ -136,7 +136,10 @@ func serverAddr(h string) (string, error) {
 // server answers (bounded by the timeout option; ctx is checked first), and
 // returns a Store that owns the client: Store.Close closes its idle
 // connections. A malformed URL, an unknown option, an unresolvable host or
-// an unreachable server is an error.
+// an unreachable server is an error. An error that a server could not be
+// reached (refused, timed out, its host name not resolving) wraps
+// sessions.ErrStorageUnreachable; one about the URL or its options, or a
+// server that answers but not as memcached, does not.
 func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -147,14 +150,23 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	}
 	ss := new(memcache.ServerList)
 	if err := ss.SetServers(c.servers...); err != nil {
-		return nil, fmt.Errorf("memcached: resolving servers %s: %w", strings.Join(c.servers, ","), err)
+		err = fmt.Errorf("memcached: resolving servers %s: %w", strings.Join(c.servers, ","), err)
+		if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
+			// A name that does not resolve yet (a service not started) may later.
+			return nil, fmt.Errorf("%w: %w", sessions.ErrStorageUnreachable, err)
+		}
+		return nil, err
 	}
 	client := memcache.NewFromSelector(ss)
 	client.Timeout = c.timeout
 	client.MaxIdleConns = c.maxIdle
 	if err := client.Ping(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("memcached: cannot reach servers %s: %w", strings.Join(c.servers, ","), err)
+		err = fmt.Errorf("memcached: cannot reach servers %s: %w", strings.Join(c.servers, ","), err)
+		if strings.Contains(err.Error(), "unexpected response line") {
+			return nil, err // something answered, not memcached
+		}
+		return nil, fmt.Errorf("%w: %w", sessions.ErrStorageUnreachable, err)
 	}
 	if err := ctx.Err(); err != nil {
 		_ = client.Close()
