@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +45,7 @@ func LoadConfig(path string) (Config, error) {
 //	max_session_size = 524288
 //	max_key_length = 256
 //	encryption_keys = ["${SESSION_KEY}"]  # base64 AES keys; the first encrypts
+//	require_storage_at_start = false       # true: New fails while the storage is unreachable
 //
 //	[cookie]
 //	name = "session"
@@ -61,35 +63,14 @@ func LoadConfig(path string) (Config, error) {
 //	[storages.local]
 //	url = "bolt:///var/lib/app/sessions.db"
 //
-// Every setting is optional and defaults as in Config. String values may
-// use ${NAME} for the environment variable NAME (an unset one is an error;
-// $$ is a literal $), so secrets stay out of the file. Unknown keys are
+// Every setting is optional and defaults as in Config. Every string value
+// (durations, codec, cookie settings, storage URLs and options included)
+// may use ${NAME} for the environment variable NAME (an unset one is an
+// error; $$ is a literal $, and a $ that starts neither is an error), so
+// secrets and per-deployment values stay out of the file. Unknown keys are
 // errors naming the key.
 func ParseConfig(text string) (Config, error) {
-	var f struct {
-		Storage        string
-		Cluster        bool
-		Timeout        duration `toml:"timeout"`
-		IdleEvict      duration `toml:"idle_evict"`
-		WriteBehind    duration `toml:"write_behind"`
-		StorageTimeout duration `toml:"storage_timeout"`
-		KeyPrefix      string   `toml:"key_prefix"`
-		Codec          string
-		MaxSessionSize int      `toml:"max_session_size"`
-		MaxKeyLength   int      `toml:"max_key_length"`
-		EncryptionKeys []string `toml:"encryption_keys"`
-		Cookie         struct {
-			Name, Path, Domain string
-			SameSite           string `toml:"same_site"`
-			Insecure           bool
-			AllowScript        bool `toml:"allow_script"`
-			Persist            bool
-		}
-		Storages map[string]struct {
-			URL     string
-			Options map[string]string
-		}
-	}
+	var f configFile
 	md, err := toml.Decode(text, &f)
 	if err != nil {
 		return Config{}, fmt.Errorf("sessions: config: %w", err)
@@ -101,32 +82,42 @@ func ParseConfig(text string) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("sessions: config: unknown setting %s", strings.Join(keys, ", "))
 	}
+	// Every string value, wherever it is in the file, expands ${NAME}
+	// before it is interpreted (durations, codec and same_site included):
+	// done over the whole struct, so a setting added later expands too.
 	var errs []error
-	expand := func(where, s string) string {
-		out, err := expandEnv(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+	expandStrings(reflect.ValueOf(&f).Elem(), "", &errs)
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("sessions: config: %w", err)
+	}
+	durationOf := func(where, s string) time.Duration {
+		if s == "" {
+			return 0
 		}
-		return out
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want a Go duration such as 30m or 100ms", where, s))
+		}
+		return d
 	}
 	cfg := Config{
-		Storage:        expand("storage", f.Storage),
-		Cluster:        f.Cluster,
-		Timeout:        time.Duration(f.Timeout),
-		IdleEvict:      time.Duration(f.IdleEvict),
-		WriteBehind:    time.Duration(f.WriteBehind),
-		StorageTimeout: time.Duration(f.StorageTimeout),
-		KeyPrefix:      expand("key_prefix", f.KeyPrefix),
-		MaxSessionSize: f.MaxSessionSize,
-		MaxKeyLength:   f.MaxKeyLength,
+		Storage:               f.Storage,
+		Cluster:               f.Cluster,
+		Timeout:               durationOf("timeout", f.Timeout),
+		IdleEvict:             durationOf("idle_evict", f.IdleEvict),
+		WriteBehind:           durationOf("write_behind", f.WriteBehind),
+		StorageTimeout:        durationOf("storage_timeout", f.StorageTimeout),
+		KeyPrefix:             f.KeyPrefix,
+		MaxSessionSize:        f.MaxSessionSize,
+		MaxKeyLength:          f.MaxKeyLength,
+		RequireStorageAtStart: f.RequireStorageAtStart,
 		Cookie: CookieConfig{
-			Name: f.Cookie.Name, Path: f.Cookie.Path, Domain: expand("cookie.domain", f.Cookie.Domain),
+			Name: f.Cookie.Name, Path: f.Cookie.Path, Domain: f.Cookie.Domain,
 			Insecure: f.Cookie.Insecure, AllowScript: f.Cookie.AllowScript, Persist: f.Cookie.Persist,
 		},
 	}
-	for i, k := range f.EncryptionKeys {
+	for i, text := range f.EncryptionKeys {
 		where := fmt.Sprintf("encryption_keys[%d]", i)
-		text := expand(where, k)
 		key, err := base64.StdEncoding.DecodeString(text)
 		if err != nil {
 			key, err = base64.RawURLEncoding.DecodeString(text)
@@ -168,11 +159,11 @@ func ParseConfig(text string) (Config, error) {
 				errs = append(errs, fmt.Errorf("storages.%s: url is required", name))
 				continue
 			}
-			sc := StorageConfig{URL: expand("storages."+name+".url", s.URL)}
+			sc := StorageConfig{URL: s.URL}
 			if len(s.Options) > 0 {
 				sc.Options = make(map[string]string, len(s.Options))
 				for k, v := range s.Options {
-					sc.Options[k] = expand("storages."+name+".options."+k, v)
+					sc.Options[k] = v
 				}
 			}
 			cfg.Storages[name] = sc
@@ -182,6 +173,82 @@ func ParseConfig(text string) (Config, error) {
 		return Config{}, fmt.Errorf("sessions: config: %w", err)
 	}
 	return cfg, nil
+}
+
+// configFile is the TOML file's layout. Every value written as a TOML
+// string is a Go string here (durations too), so that expandStrings sees
+// it before it is interpreted.
+type configFile struct {
+	Storage               string
+	Cluster               bool
+	Timeout               string `toml:"timeout"`
+	IdleEvict             string `toml:"idle_evict"`
+	WriteBehind           string `toml:"write_behind"`
+	StorageTimeout        string `toml:"storage_timeout"`
+	KeyPrefix             string `toml:"key_prefix"`
+	Codec                 string
+	MaxSessionSize        int      `toml:"max_session_size"`
+	MaxKeyLength          int      `toml:"max_key_length"`
+	EncryptionKeys        []string `toml:"encryption_keys"`
+	RequireStorageAtStart bool     `toml:"require_storage_at_start"`
+	Cookie                struct {
+		Name, Path, Domain string
+		SameSite           string `toml:"same_site"`
+		Insecure           bool
+		AllowScript        bool `toml:"allow_script"`
+		Persist            bool
+	}
+	Storages map[string]struct {
+		URL     string
+		Options map[string]string
+	}
+}
+
+// expandStrings runs expandEnv over every string reachable from v (struct
+// fields, slice elements, map values; not map keys), in place, appending
+// an error naming the setting for each value that does not expand.
+func expandStrings(v reflect.Value, where string, errs *[]error) {
+	join := func(name string) string {
+		if where == "" {
+			return name
+		}
+		return where + "." + name
+	}
+	switch v.Kind() {
+	case reflect.String:
+		out, err := expandEnv(v.String())
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("%s: %w", where, err))
+			return
+		}
+		v.SetString(out)
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			name := t.Field(i).Tag.Get("toml")
+			if name == "" {
+				name = strings.ToLower(t.Field(i).Name)
+			}
+			expandStrings(v.Field(i), join(name), errs)
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			expandStrings(v.Index(i), fmt.Sprintf("%s[%d]", where, i), errs)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
+		for _, k := range keys {
+			elem := reflect.New(v.Type().Elem()).Elem()
+			elem.Set(v.MapIndex(k))
+			expandStrings(elem, join(fmt.Sprint(k)), errs)
+			v.SetMapIndex(k, elem)
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			expandStrings(v.Elem(), where, errs)
+		}
+	}
 }
 
 // expandEnv replaces ${NAME} with the environment variable NAME; $$ is a
@@ -219,16 +286,4 @@ func expandEnv(s string) (string, error) {
 			return "", errors.New("a $ must start ${NAME} or be written $$")
 		}
 	}
-}
-
-// duration decodes a TOML string such as "30m" with time.ParseDuration.
-type duration time.Duration
-
-func (d *duration) UnmarshalText(text []byte) error {
-	v, err := time.ParseDuration(string(text))
-	if err != nil {
-		return err
-	}
-	*d = duration(v)
-	return nil
 }

@@ -2,12 +2,15 @@ package sessions_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/drivers/memory"
@@ -185,5 +188,146 @@ func TestStorageKeyPrefixOption(t *testing.T) {
 	}
 	if _, err := sessions.New(sessions.Config{Storage: "memory://?key_prefix="}); err == nil || !strings.Contains(err.Error(), "key_prefix must not be empty") {
 		t.Fatalf("empty key_prefix: %v", err)
+	}
+}
+
+// TestConfigEveryStringExpands writes a config file that sets every field
+// of sessions.Config that a file can set, each string value through
+// ${NAME}, and checks that each arrives expanded. The fields are found by
+// reflection over Config (TOML key: the field name in snake_case), so a
+// field added later is covered, or fails here until the loader (and, if
+// it is not a string, this test) knows it.
+func TestConfigEveryStringExpands(t *testing.T) {
+	// Set in code, not from a file.
+	notInFile := map[string]bool{"Store": true, "OnSessionStart": true, "OnSessionEnd": true, "Logger": true, "ErrorHandler": true}
+	key := []byte("0123456789abcdef0123456789abcdef")
+	env := map[string]string{
+		"CFG_STR":  "from-env",
+		"CFG_DUR":  "7m",
+		"CFG_KEY":  base64.StdEncoding.EncodeToString(key),
+		"CFG_CODE": "json",
+		"CFG_SAME": "strict",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	snake := func(name string) string {
+		var b strings.Builder
+		for i, r := range name {
+			if unicode.IsUpper(r) {
+				if i > 0 && !unicode.IsUpper(rune(name[i-1])) {
+					b.WriteByte('_')
+				}
+				r = unicode.ToLower(r)
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	}
+	type check struct {
+		key  string
+		want func(got reflect.Value) bool
+	}
+	var top, cookie []string
+	var checks []check
+	durType := reflect.TypeFor[time.Duration]()
+	// line returns the TOML line for a field and records what to expect.
+	line := func(where string, f reflect.StructField) string {
+		k := snake(f.Name)
+		name := where + k
+		switch {
+		case f.Type == durType:
+			checks = append(checks, check{name, func(g reflect.Value) bool { return g.Int() == int64(7*time.Minute) }})
+			return k + ` = "${CFG_DUR}"`
+		case f.Type == reflect.TypeFor[serializer.Codec]():
+			checks = append(checks, check{name, func(g reflect.Value) bool { return g.Interface() == serializer.JSON }})
+			return k + ` = "${CFG_CODE}"`
+		case f.Type == reflect.TypeFor[http.SameSite]():
+			checks = append(checks, check{name, func(g reflect.Value) bool { return g.Int() == int64(http.SameSiteStrictMode) }})
+			return k + ` = "${CFG_SAME}"`
+		case f.Type == reflect.TypeFor[[][]byte]():
+			checks = append(checks, check{name, func(g reflect.Value) bool {
+				return g.Len() == 1 && string(g.Index(0).Bytes()) == string(key)
+			}})
+			return k + ` = ["${CFG_KEY}"]`
+		case f.Type.Kind() == reflect.String:
+			checks = append(checks, check{name, func(g reflect.Value) bool { return g.String() == "x-from-env/" }})
+			return k + ` = "x-${CFG_STR}/"`
+		case f.Type.Kind() == reflect.Bool:
+			checks = append(checks, check{name, func(g reflect.Value) bool { return g.Bool() }})
+			return k + " = true"
+		case f.Type.Kind() == reflect.Int:
+			checks = append(checks, check{name, func(g reflect.Value) bool { return g.Int() == 7777 }})
+			return k + " = 7777"
+		}
+		t.Fatalf("Config field %s%s of type %s: teach this test (and ParseConfig) how a file sets it, or add it to notInFile", where, f.Name, f.Type)
+		return ""
+	}
+	ct := reflect.TypeFor[sessions.Config]()
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		switch {
+		case notInFile[f.Name]:
+		case f.Name == "Cookie":
+			for j := range f.Type.NumField() {
+				cookie = append(cookie, line("cookie.", f.Type.Field(j)))
+			}
+		case f.Name == "Storages":
+			// Checked below: [storages.NAME] url and options.
+		default:
+			top = append(top, line("", f))
+		}
+	}
+	// storage expands to "x-from-env/", the storage defined here.
+	text := strings.Join(top, "\n") + "\n\n[cookie]\n" + strings.Join(cookie, "\n") + `
+
+[storages."x-from-env/"]
+url = "memory://?key_prefix=${CFG_STR}"
+options = { sweep = "${CFG_DUR}", other = "$${CFG_STR}" }
+`
+	cfg, err := sessions.ParseConfig(text)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	cv := reflect.ValueOf(cfg)
+	for _, c := range checks {
+		v := cv
+		for _, part := range strings.Split(c.key, ".") {
+			for j := range v.NumField() {
+				if snake(v.Type().Field(j).Name) == part {
+					v = v.Field(j)
+					break
+				}
+			}
+		}
+		if !c.want(v) {
+			t.Errorf("%s = %v: not the expanded value", c.key, v)
+		}
+	}
+	sc := cfg.Storages["x-from-env/"]
+	if sc.URL != "memory://?key_prefix=from-env" || sc.Options["sweep"] != "7m" || sc.Options["other"] != "${CFG_STR}" {
+		t.Errorf("storage = %+v", sc)
+	}
+	if len(checks) < 15 {
+		t.Errorf("only %d fields checked", len(checks))
+	}
+
+	// The case from the issue: a cookie path from the environment.
+	t.Setenv("BASE", "/app")
+	cfg, err = sessions.ParseConfig("[cookie]\npath = \"${BASE}/\"")
+	if err != nil || cfg.Cookie.Path != "/app/" {
+		t.Errorf("cookie.path = %q, %v; want /app/", cfg.Cookie.Path, err)
+	}
+	// Errors name the setting, wherever it is.
+	for text, want := range map[string]string{
+		"[cookie]\nname = \"${CFG_UNSET_VAR}\"": "cookie.name: environment variable CFG_UNSET_VAR is not set",
+		`idle_evict = "${CFG_STR}"`:             `idle_evict "from-env"`,
+		`codec = "5$"`:                          "codec: a $ must start ${NAME}",
+		`encryption_keys = ["a", "${X"]`:        "encryption_keys[1]: unterminated ${",
+	} {
+		_, err := sessions.ParseConfig(text)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", text, err, want)
+		}
 	}
 }
