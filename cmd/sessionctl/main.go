@@ -115,14 +115,56 @@ func newFlags(name, args, about string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args into fs. When it returns ok false the command
+// parseFlags parses args into fs. Flags may come before or after the
+// arguments (sessionctl ls STORAGE -prefix app: works like sessionctl ls
+// -prefix app: STORAGE); after the first argument, a word starting with
+// "-" that is not one of fs's flags is an argument (a session ID may start
+// with "-"), and "--" ends the flags. When it returns ok false the command
 // should return code: 0 after -h/--help, 2 after a bad flag.
 func parseFlags(fs *flag.FlagSet, args []string) (ok bool, code int) {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(interleaved(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return false, 0
 		}
 		return false, 2
 	}
 	return true, 0
+}
+
+// interleaved reorders args so that fs's flags, wherever they are, come
+// first, then "--", then the arguments in their order; flag.Parse stops
+// at the first argument.
+func interleaved(fs *flag.FlagSet, args []string) []string {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a)
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		help := name == "h" || name == "help"
+		if f == nil && !help && len(positional) > 0 {
+			positional = append(positional, a) // an ID that starts with "-"
+			continue
+		}
+		flags = append(flags, a) // flag.Parse reports one it does not know
+		if f == nil || hasValue {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 == len(args) {
+			return flags // flag.Parse reports the missing value
+		}
+		i++
+		flags = append(flags, args[i])
+	}
+	return append(append(flags, "--"), positional...)
 }
