@@ -94,8 +94,13 @@ func TestHungServerCallsBoundedByTimeout(t *testing.T) {
 		t.Errorf("Open of a hung server took %v with timeout=%v", d, timeout)
 	}
 
+	// The commands written to the paused server run now; the client,
+	// having dropped those connections, dials again.
 	srv.Resume(t)
-	if _, err := s.Get(bg, "sess:a"); err != nil {
-		t.Errorf("Get after Resume: %v", err)
+	if err := s.Set(bg, "sess:c", []byte("3")); err != nil {
+		t.Fatalf("Set after Resume: %v", err)
+	}
+	if v, err := s.Get(bg, "sess:c"); err != nil || string(v.([]byte)) != "3" {
+		t.Errorf("Get after Resume: %v, %v", v, err)
 	}
 }
