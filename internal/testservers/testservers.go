@@ -132,10 +132,11 @@ func (s *Server) Stop(t testing.TB) {
 	}
 }
 
-// Pause sends SIGSTOP to the server's process group: the server keeps its
-// port and its connections (the kernel still accepts new ones) but answers
-// nothing, as a hung server would, until Resume. A cleanup registered with
-// t resumes it. It fails the test on a shared server or one not running.
+// Pause sends SIGSTOP to the server's process group and waits until every
+// thread of the server process has stopped: the server keeps its port and
+// its connections (the kernel still accepts new ones) but answers nothing,
+// as a hung server would, until Resume. A cleanup registered with t
+// resumes it. It fails the test on a shared server or one not running.
 func (s *Server) Pause(t testing.TB) {
 	t.Helper()
 	s.noShared(t, "Pause")
@@ -143,6 +144,9 @@ func (s *Server) Pause(t testing.TB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.p.signal(syscall.SIGCONT) })
+	if err := s.p.waitStopped(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Resume sends SIGCONT to a server paused by Pause; resuming a server that
@@ -429,6 +433,59 @@ func (p *proc) signal(sig syscall.Signal) error {
 		return fmt.Errorf("testservers: %v to %s on %s: %v", sig, p.spec.name, p.addr(), err)
 	}
 	return nil
+}
+
+// waitStopped waits (bounded) until every thread of the server process is
+// in the stopped state: kill(2) only queues SIGSTOP, and on a loaded
+// machine a thread may serve a request or two before it is scheduled to
+// take it.
+func (p *proc) waitStopped() error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("testservers: %s on %s is not running", p.spec.name, p.addr())
+	}
+	tasks := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stopped, err := allStopped(tasks)
+		if err != nil || stopped {
+			return err // no /proc: nothing to wait with
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testservers: %s on %s did not stop within 10s of SIGSTOP", p.spec.name, p.addr())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allStopped reports whether every task under dir (/proc/PID/task) is in
+// state T (stopped). A missing dir is reported as stopped, with no error,
+// when /proc is absent.
+func allStopped(dir string) (bool, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if _, serr := os.Stat("/proc/self"); serr != nil {
+			return true, nil
+		}
+		return false, fmt.Errorf("testservers: %v", err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		if err != nil {
+			continue // the thread exited
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("testservers: cannot read %s", filepath.Join(dir, e.Name(), "stat"))
+		}
+		if b[i+2] != 'T' {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // kill SIGKILLs the process group and reaps the server.
