@@ -18,7 +18,10 @@
 // tests. Restart brings the server back on the same port with the same data
 // directory; PostgreSQL and MariaDB keep their data across Kill/Restart, while
 // redis (started with --save "" and --appendonly no) and memcached lose all
-// data whenever the process ends.
+// data whenever the process ends. [Server.Pause] (SIGSTOP) and
+// [Server.Resume] (SIGCONT) make a server hang instead: it keeps its port
+// and accepts connections but answers nothing until resumed, which is how
+// tests check that calls are bounded by their deadlines.
 //
 // Addresses and connection strings:
 //
@@ -67,7 +70,7 @@
 //     namespaces, so tests must use keys that are unique to them (for example
 //     prefixed with t.Name()). Tests must not call flush_all.
 //
-// Kill, Stop and Restart fail the test on a shared server: a reliability test
+// Kill, Stop, Restart, Pause and Resume fail the test on a shared server: a reliability test
 // must use its own private server. The shared servers are stopped by
 // [StopShared], which a test package that uses them should call from TestMain
 // after m.Run:
