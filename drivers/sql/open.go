@@ -80,7 +80,11 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.PingContext(ctx); err != nil {
+	// A database server may be down or hung: find out before anything else,
+	// so that this is reported as unreachable. A SQLite file has no server
+	// (and its first connection can meet a busy lock, which newStore's
+	// retried DDL absorbs).
+	if err := pingServer(ctx, db, dialect); err != nil {
 		_ = db.Close()
 		if unreachable(err) {
 			return nil, fmt.Errorf("%w: sqlstore: %s: %v", sessions.ErrStorageUnreachable, u.Redacted(), err)
@@ -195,6 +199,13 @@ func checkDriverParams(scheme string, rest url.Values) error {
 	return fmt.Errorf("sqlstore: unknown %s %s in a %s URL; known options: %s (this package) and %s (%s)",
 		what, strings.Join(quoted, ", "), strings.ToLower(scheme),
 		strings.Join(ownParamNames, ", "), strings.Join(driverParams[d], ", "), driverNames[d])
+}
+
+func pingServer(ctx context.Context, db *sql.DB, dialect Dialect) error {
+	if dialect == SQLite {
+		return nil
+	}
+	return db.PingContext(ctx)
 }
 
 // unreachable reports whether err, from the first connection to the
