@@ -8,7 +8,8 @@
 //	sessionctl stats STORAGE            counts, sizes, ages and codecs
 //	sessionctl conformance URL          run the driver conformance suite against a live storage
 //
-// Every subcommand takes -h for its flags. STORAGE is a storage URL of one
+// Every subcommand takes -h for its flags, which may come before or after
+// its arguments ("--" ends them). STORAGE is a storage URL of one
 // of the drivers (redis://, rediss://, memcached://, bolt://, postgres://,
 // mysql://, sqlite://; sessionctl links all of them) or, with -config
 // FILE.toml, the name of one of the file's [storages.NAME] tables.
@@ -96,7 +97,7 @@ func usage(w io.Writer) {
 	for _, name := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'sessionctl COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'sessionctl COMMAND -h' for a command's flags; flags may also follow the arguments.")
 }
 
 // newFlags returns a FlagSet that prints usage to stderr and does not exit.
