@@ -331,3 +331,17 @@ options = { sweep = "${CFG_DUR}", other = "$${CFG_STR}" }
 		}
 	}
 }
+
+// "memory" takes options as "memory://" does, alone or in a named storage.
+func TestMemoryStorageWithOptions(t *testing.T) {
+	for _, cfg := range []sessions.Config{
+		{Storage: "memory?sweep=2s"},
+		{Storage: "m", Storages: map[string]sessions.StorageConfig{"m": {URL: "memory", Options: map[string]string{"sweep": "2s"}}}},
+	} {
+		m, err := sessions.New(cfg)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", cfg.Storage, err)
+		}
+		m.Close(context.Background())
+	}
+}

@@ -260,6 +260,9 @@ func openStorage(ctx context.Context, spec string) (*storage, error) {
 	if spec == "" || spec == "memory" {
 		spec = "memory://"
 	}
+	if strings.HasPrefix(spec, "memory?") { // "memory" with options
+		spec = "memory://" + spec[len("memory"):]
+	}
 	u, err := url.Parse(spec)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: storage %q is not a valid URL: %w", redactURL(spec), err)
@@ -414,7 +417,7 @@ func resolveStorage(ctx context.Context, spec string, local map[string]StorageCo
 		return openNamed(ctx, spec, sc)
 	case registered:
 		return newStorage(spec, st, false), nil
-	case spec == "" || spec == "memory" || strings.Contains(spec, ":"):
+	case spec == "" || spec == "memory" || strings.HasPrefix(spec, "memory?") || strings.Contains(spec, ":"):
 		return openStorage(ctx, spec)
 	}
 	return nil, fmt.Errorf("sessions: unknown storage %q; defined storages: %s (or give a URL such as redis://host:6379/0; registered schemes: %s)",

@@ -59,14 +59,18 @@
 // session Managers, each with its own bucket or the same one) share one
 // *bbolt.DB, and the file is closed when the last of them is closed. A file
 // locked by another process makes Open fail after the lock timeout with an
-// error that says so, instead of hanging.
+// error that says so and names the ways out, instead of hanging; it wraps
+// sessions.ErrStorageUnreachable, so a session Manager starting while the
+// old process still holds the file (a restart that overlaps) starts anyway
+// and opens the file once it is free.
 //
 // # Capabilities beyond gocache
 //
 // Store.CompareAndSwap is an atomic conditional write, done in one bbolt
 // Update transaction: it stores a value only if the current value equals an
 // expected one, or only if the key is absent (an expired entry counts as
-// absent). Store.ListKeys lists the live keys with a given prefix in key
+// absent). Store.CompareAndSwapMany does many of them, and Store.SetMany
+// many writes, in one transaction (one fsync). Store.ListKeys lists the live keys with a given prefix in key
 // (byte) order. Store.Sweep removes expired entries now. Store.Close stops
 // the sweeper and releases the file.
 //

@@ -26,16 +26,26 @@
 //	sqlite:data/sessions.db                the same, opaque form
 //	sqlite://:memory:                      in memory (also sqlite::memory:)
 //
-// A postgres URL, minus this package's options, is handed to pgx as is (see
+// A postgres URL, minus this package's options, is handed to pgx (see
 // pgx.ParseConfig for its parameters). A mysql URL is translated into a
 // go-sql-driver configuration: user and password, host (default
 // 127.0.0.1) and port (default 3306), or a Unix socket given by the socket
-// parameter, the database from the path; every other parameter is a
-// go-sql-driver DSN parameter (tls, timeout, readTimeout, collation, ...).
-// interpolateParams defaults to true (one round trip per statement) unless
-// the URL sets it. A sqlite URL names a file path (percent-escapes decoded;
-// "?" and "#" are not allowed in it); other parameters are
-// modernc.org/sqlite DSN parameters (_pragma=..., _txlock=...).
+// parameter, the database from the path, and go-sql-driver DSN parameters
+// (tls, timeout, readTimeout, collation, ...). interpolateParams defaults
+// to true (one round trip per statement) unless the URL sets it. A sqlite
+// URL names a file path (percent-escapes decoded; "?" and "#" are not
+// allowed in it) and takes modernc.org/sqlite DSN parameters (_pragma=...,
+// _txlock=...). Each dialect accepts only the parameters its database
+// driver knows, plus a short list of server settings (PostgreSQL:
+// application_name, search_path, timezone, statement_timeout, ...; MySQL:
+// time_zone, sql_mode, ...); any other parameter is an error that lists the
+// known ones (docs/drivers.md has the lists). Other PostgreSQL settings go
+// through options=-c name=value.
+//
+// Open checks the connection of a PostgreSQL or MySQL URL: a server that
+// refuses, resets or does not answer gives an error wrapping
+// sessions.ErrStorageUnreachable (a Manager then starts and retries);
+// wrong credentials or database names are plain errors.
 //
 // SQLite files are opened with _pragma=busy_timeout(5000) (see the
 // busy_timeout option), _pragma=journal_mode(WAL) and _txlock=immediate,
