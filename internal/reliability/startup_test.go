@@ -18,7 +18,7 @@ import (
 // serves a new session from memory, and once the server is back the
 // session reaches storage, where another Manager reads it.
 func TestStartWhileServerIsDown(t *testing.T) {
-	for _, name := range []string{"redis", "memcached", "postgres"} {
+	for _, name := range []string{"redis", "memcached", "postgres", "mariadb"} {
 		t.Run(name, func(t *testing.T) {
 			var srv *testservers.Server
 			switch name {
@@ -28,6 +28,8 @@ func TestStartWhileServerIsDown(t *testing.T) {
 				srv = testservers.Memcached(t)
 			case "postgres":
 				srv = testservers.Postgres(t)
+			case "mariadb":
+				srv = testservers.MariaDB(t)
 			}
 			url := srv.URL()
 			srv.Stop(t)

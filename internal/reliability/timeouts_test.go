@@ -45,6 +45,9 @@ func hungTargets() []hungTarget {
 		// gomemcache takes no context: the driver's timeout option bounds
 		// each round trip and must not exceed StorageTimeout.
 		{name: "memcached", url: one(testservers.Memcached, "?timeout=250ms"), timeout: hungTimeout},
+		// pgx and go-sql-driver honour the context's deadline.
+		{name: "postgres", url: one(testservers.Postgres, ""), timeout: hungTimeout},
+		{name: "mariadb", url: one(testservers.MariaDB, ""), timeout: hungTimeout},
 	}
 }
 

@@ -432,7 +432,57 @@ func (p *proc) signal(sig syscall.Signal) error {
 	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
 		return fmt.Errorf("testservers: %v to %s on %s: %v", sig, p.spec.name, p.addr(), err)
 	}
+	if sig == syscall.SIGSTOP || sig == syscall.SIGCONT {
+		// PostgreSQL's backends make themselves group leaders (setsid):
+		// they get the signal one by one.
+		for _, pid := range descendants(cmd.Process.Pid) {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
 	return nil
+}
+
+// procStat returns a process's state and parent from /proc/PID/stat.
+func procStat(pid string) (state string, ppid int, ok bool) {
+	stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
+}
+
+// descendants lists the processes below pid (none without /proc).
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(e.Name()); ok {
+			children[ppid] = append(children[ppid], n)
+		}
+	}
+	var out []int
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children[queue[0]]...)
+	}
+	return out
 }
 
 // waitStopped waits (bounded) until every thread of the server process is
@@ -450,6 +500,11 @@ func (p *proc) waitStopped() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		stopped, err := allStopped(tasks)
+		if err == nil && stopped {
+			// Multi-process servers (PostgreSQL's backends): every
+			// process below it, too.
+			stopped = descendantsStopped(cmd.Process.Pid)
+		}
 		if err != nil || stopped {
 			return err // no /proc: nothing to wait with
 		}
@@ -458,6 +513,18 @@ func (p *proc) waitStopped() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// descendantsStopped reports whether every process below pid is in state
+// T (stopped); true without /proc.
+func descendantsStopped(pid int) bool {
+	for _, d := range descendants(pid) {
+		state, _, ok := procStat(strconv.Itoa(d))
+		if ok && state != "T" && state != "t" && state != "Z" && state != "X" { // exited ones count
+			return false
+		}
+	}
+	return true
 }
 
 // allStopped reports whether every task under dir (/proc/PID/task) is in
