@@ -176,6 +176,9 @@ type Stats struct {
 	Conflicts      uint64 // cluster commits that had to merge another server's write
 	Evicted        uint64 // sessions dropped from memory for idleness
 	Ended          uint64 // sessions ended (timeout or Invalidate)
+	// IgnoredExpiries counts expiries the storage reported for sessions
+	// whose own deadline had not passed (a driver bug; no end fired).
+	IgnoredExpiries uint64
 	// Repersisted counts sessions queued to be written again because
 	// storage failed and recovered, and may have lost them (sticky mode).
 	Repersisted uint64
@@ -206,6 +209,8 @@ type Manager struct {
 	stopNotify  func()
 
 	storageDown atomic.Bool
+	// ignoredExpiryLogged: a bogus expiry report was logged (once).
+	ignoredExpiryLogged atomic.Bool
 	// outages counts storage failures seen (each run of failed calls
 	// once): a stored copy read or written before the latest one may have
 	// been lost by the storage since.
@@ -227,7 +232,7 @@ type Manager struct {
 	now func() time.Time
 
 	stats struct {
-		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended, repersisted atomic.Uint64
+		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended, repersisted, ignoredExpiries atomic.Uint64
 	}
 }
 
@@ -411,18 +416,19 @@ func (m *Manager) checkKey(key string) error {
 // Stats returns the Manager's counters.
 func (m *Manager) Stats() Stats {
 	return Stats{
-		Resident:       m.ram.len(),
-		PendingWrites:  m.wb.len(),
-		WriteBehindLag: m.wb.lag(),
-		StorageReads:   m.stats.reads.Load(),
-		StorageWrites:  m.stats.writes.Load(),
-		StorageDeletes: m.stats.deletes.Load(),
-		StorageErrors:  m.stats.errors.Load(),
-		CorruptEntries: m.stats.corrupt.Load(),
-		Conflicts:      m.stats.conflicts.Load(),
-		Evicted:        m.stats.evicted.Load(),
-		Ended:          m.stats.ended.Load(),
-		Repersisted:    m.stats.repersisted.Load(),
+		Resident:        m.ram.len(),
+		PendingWrites:   m.wb.len(),
+		WriteBehindLag:  m.wb.lag(),
+		StorageReads:    m.stats.reads.Load(),
+		StorageWrites:   m.stats.writes.Load(),
+		StorageDeletes:  m.stats.deletes.Load(),
+		StorageErrors:   m.stats.errors.Load(),
+		CorruptEntries:  m.stats.corrupt.Load(),
+		Conflicts:       m.stats.conflicts.Load(),
+		Evicted:         m.stats.evicted.Load(),
+		Ended:           m.stats.ended.Load(),
+		Repersisted:     m.stats.repersisted.Load(),
+		IgnoredExpiries: m.stats.ignoredExpiries.Load(),
 	}
 }
 
@@ -553,6 +559,16 @@ func (m *Manager) storageExpired(key string, data []byte) {
 	}
 	env := m.decode(key, data)
 	if env == nil {
+		return
+	}
+	if env.Expires > m.now().UnixMilli() {
+		// Not past its own deadline: a store reporting a delete (or an
+		// overwrite) as an expiry. Not an end.
+		m.stats.ignoredExpiries.Add(1)
+		if m.ignoredExpiryLogged.CompareAndSwap(false, true) {
+			m.log.Warn("sessions: the storage reported an expiry of a session whose deadline has not passed; ignored (a driver bug: NotifyExpired must report only entries it expired)",
+				"storage", m.storage.name, "key", key)
+		}
 		return
 	}
 	st := m.stateFromEnvelope("", key, env, data, false)
