@@ -15,8 +15,19 @@ import (
 )
 
 // Opener builds a gocache store from a storage URL. It is what a driver
-// registers under its URL scheme. If the returned store has a
-// `Close() error` method, the Manager that opened it calls it from Close.
+// registers under its URL scheme.
+//
+// An Opener must reject an unknown URL option with an error naming it and
+// the known ones; it may connect (and should, so that a wrong password
+// fails at start), and then wraps a connectivity failure in
+// ErrStorageUnreachable, so that New can start anyway and open the store
+// later. ctx bounds the opening only and is cancelled afterwards: the
+// store must not keep it. The library removes its own option, key_prefix,
+// before the Opener sees the URL. If the returned store has a
+// `Close() error` method, the Manager that opened it calls it from Close,
+// once. Every store method may be called concurrently from many
+// goroutines, must honour its context's deadline, and must copy the
+// []byte values it is given and return ones the caller owns.
 type Opener func(ctx context.Context, u *url.URL) (store.StoreInterface, error)
 
 var (
@@ -70,8 +81,10 @@ type CompareAndSwapStore interface {
 	// CompareAndSwap stores value under key, with the given time to live
 	// (0: no expiry), only if the current value is byte for byte equal to
 	// old; old == nil means "only if key is absent" (an expired entry counts
-	// as absent). It reports whether it stored. A failed comparison is not
-	// an error.
+	// as absent), while a non-nil empty old matches a stored empty value.
+	// The comparison and the write must be one atomic step against every
+	// other writer, in every process. It reports whether it stored; a
+	// failed comparison is not an error. On error the outcome is unknown.
 	CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
 }
 
@@ -99,7 +112,12 @@ type ExpiryNotifier interface {
 	// NotifyExpired registers fn; the store calls it once for each entry it
 	// expires, with the entry's key and last value, delivering each entry to
 	// exactly one subscriber (so N Managers sharing the store see each end
-	// once in total). fn must not block for long. stop unregisters fn.
+	// once in total). It must not report an entry removed by Delete or
+	// replaced by a write (the library ignores, and counts, reports of
+	// sessions whose own deadline has not passed). It calls fn with no lock
+	// held that fn's own calls into the store would need; fn must not
+	// block for long. stop unregisters fn; after it returns fn is not
+	// called again.
 	NotifyExpired(fn func(key string, value []byte)) (stop func())
 }
 
@@ -119,7 +137,10 @@ type BatchSetter interface {
 // say the storage cannot list.
 type KeyLister interface {
 	// ListKeys calls fn for each live key that starts with prefix, until
-	// fn returns an error, which ListKeys then returns.
+	// fn returns an error, which ListKeys then returns. fn may call the
+	// store (Get, Delete the key it was given): ListKeys must not hold a
+	// lock those calls need. A key present for the whole call is reported
+	// exactly once; keys written or deleted meanwhile may or may not be.
 	ListKeys(ctx context.Context, prefix string, fn func(key string) error) error
 }
 
