@@ -1,4 +1,4 @@
-package main
+package sessionctl
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,11 +66,15 @@ func boltURL(path string) string {
 // runDemoCommand is the demo subcommand.
 func runDemoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defPath := defaultDemoPath()
+	defStorage := boltURL(defPath)
+	if !slices.Contains(sessions.Drivers(), "bolt") {
+		defStorage = "memory" // a sessionctl built without drivers/bolt
+	}
 	fs := newFlags("demo", "", `
 Starts, in this one process, app servers on free loopback ports (each its
 own sessions.Manager and http.Server) and a reverse proxy in front of them,
 all backed up to one storage: by default a bbolt file, so nothing needs
-to be installed. Open the printed URL: the page shows which server
+to be installed (in a sessionctl built without drivers/bolt, "memory"). Open the printed URL: the page shows which server
 answered, the session's visit counter and a small cart. Stop a server with
 its button and keep clicking: the session carries on through the others.
 
@@ -85,7 +90,7 @@ Ctrl-C stops the proxy, then the servers, then closes the Managers, which
 flush what is left to storage. Sessions live on in the storage: start the
 demo again and the cart is still there.`, stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "the proxy's listen `address`")
-	storage := fs.String("storage", boltURL(defPath), "storage `URL` the app servers share (redis://, bolt://, ...; \"memory\": one in-process store)")
+	storage := fs.String("storage", defStorage, "storage `URL` the app servers share (redis://, bolt://, ...; \"memory\": one in-process store)")
 	cluster := fs.Bool("cluster", true, "cluster mode (storage authoritative, round-robin); false: sticky mode (memory authoritative, sticky routing)")
 	servers := fs.Int("servers", 3, "number of app servers (1 to 9)")
 	if ok, code := parseFlags(fs, args); !ok {
