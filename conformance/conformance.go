@@ -11,9 +11,12 @@
 //
 // Each check is a named subtest whose failure message says what the store
 // did and what the library needs. Checks of optional capabilities
-// (CompareAndSwap, ListKeys, NotifyExpired) are skipped, by name, for a
-// store without them. `sessionctl conformance URL` runs the same checks
-// against a live storage without writing Go.
+// (CompareAndSwap, CompareAndSwapMany, SetMany, ListKeys, NotifyExpired:
+// the checks named cap/...) are skipped, by name, for a store without
+// them. `sessionctl conformance URL` runs the same checks against a live
+// storage without writing Go, for any driver the sessionctl links (build
+// your own with package github.com/sessionstorage/sessions/sessionctl to
+// link yours).
 package conformance
 
 import (
@@ -48,7 +51,11 @@ type Harness struct {
 	// registers its clean-up with t.Cleanup.
 	NewStore func(t TB) store.StoreInterface
 	// TTLResolution is how late after its TTL an entry may still be
-	// readable (memcached: 1 s). Default 100 ms.
+	// readable (memcached: 1 s). Default 100 ms, as in `sessionctl
+	// conformance` for every storage but memcached. The checks that wait
+	// for expiry (expiry, cap/...) sleep and set TTLs in multiples of it,
+	// so their run time scales with it: at 3 s the suite takes about a
+	// minute.
 	TTLResolution time.Duration
 	// MaxValueSize is the largest value the store must hold. Default
 	// 1 MiB; a store with a smaller limit (memcached's item size) says so.
