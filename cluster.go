@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sessionstorage/sessions/drivers/memory"
 )
 
 // This file holds the two modes' storage policies:
@@ -439,6 +442,13 @@ func (m *Manager) mergeStored(ctx context.Context, key string, st *state, base [
 	st.mu.Lock()
 	id, ours, endedElsewhere := st.id, st.key == key, st.endedElsewhereLocked()
 	st.mu.Unlock()
+	if errors.Is(err, errNotFound) && endedElsewhere {
+		lost, merr := m.storageLost(ctx)
+		if merr != nil {
+			return merr
+		}
+		endedElsewhere = !lost
+	}
 	switch {
 	case errors.Is(err, errNotFound) && endedElsewhere:
 		if ours {
@@ -927,4 +937,74 @@ func (r *repersistWalk) step(m *Manager) bool {
 	r.active = false
 	m.log.Info("sessions: every session held in memory is queued to be written again", "sessions", r.queued)
 	return false
+}
+
+// The alive marker: a small entry each sticky Manager keeps in storage, so
+// that it can tell a session ended on another server (its entry deleted,
+// the marker still there) from a storage that lost its data without this
+// server seeing a failed call (a Redis restarted empty between two calls:
+// go-redis retries on a new connection and reports nothing). Its key is
+// outside the sessions' key space, one per Manager; its TTL covers many
+// sweeps, each of which writes it again.
+
+const markerTTL = 10 * time.Minute
+
+func (m *Manager) markerKey() string {
+	return "sessions-alive:" + m.cfg.KeyPrefix + strconv.FormatUint(uint64(m.node), 36)
+}
+
+// keepsMarker reports whether the storage gets an alive marker: one that
+// may lose its data while this process runs (a server: Redis, memcached,
+// SQL, or a cache that evicts), not the memory driver or a bolt file,
+// which cannot lose it behind this process's back.
+func (m *Manager) keepsMarker() bool {
+	if m.cfg.Cluster {
+		return false
+	}
+	switch m.storage.be().store.GetType() {
+	case memory.Type, "bolt", "unreachable":
+		return false
+	}
+	return true
+}
+
+// writeMarker (re)writes this Manager's alive marker.
+func (m *Manager) writeMarker(ctx context.Context) {
+	if !m.keepsMarker() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	defer cancel()
+	if err := m.storage.set(ctx, m.markerKey(), []byte{1}, markerTTL); err == nil {
+		m.markerWritten.Store(true)
+	}
+}
+
+// storageLost reports whether the storage lost its data since this
+// Manager last wrote its marker: then a missing entry was not deleted by
+// another server. A lost storage starts the rewrite of every resident
+// session, as after an outage.
+func (m *Manager) storageLost(ctx context.Context) (bool, error) {
+	if !m.markerWritten.Load() {
+		return false, nil // no marker yet: nothing to compare with
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
+	_, err := m.storage.get(cctx, m.markerKey())
+	cancel()
+	switch {
+	case errors.Is(err, errNotFound):
+	case err != nil:
+		m.storageFailed("read", err)
+		return false, err
+	default:
+		return false, nil
+	}
+	if m.markerWritten.CompareAndSwap(true, false) {
+		m.log.Warn("sessions: the storage lost its data (restarted empty?); writing the sessions held in memory again",
+			"storage", m.storage.name)
+		m.outages.Add(1) // every stored copy is in doubt until written again
+		m.repersist.start(m)
+		m.writeMarker(ctx)
+	}
+	return true, nil
 }

@@ -297,6 +297,9 @@ func (m *Manager) catchUp(ctx context.Context, st *state, id string, ver version
 	endedElsewhere := st.endedElsewhereLocked()
 	st.mu.Unlock()
 	if errors.Is(err, errNotFound) && endedElsewhere {
+		if lost, merr := m.storageLost(ctx); merr != nil || lost {
+			return st, nil // this server's copy is the one left
+		}
 		// Ended on the other server (the browser would have no version
 		// cookie had this tab seen the logout).
 		m.forget(id, st)

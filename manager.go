@@ -209,6 +209,9 @@ type Manager struct {
 	stopNotify  func()
 
 	storageDown atomic.Bool
+	// markerWritten: this Manager's alive marker is in storage (sticky
+	// mode; see writeMarker).
+	markerWritten atomic.Bool
 	// ignoredExpiryLogged: a bogus expiry report was logged (once).
 	ignoredExpiryLogged atomic.Bool
 	// outages counts storage failures seen (each run of failed calls

@@ -174,6 +174,7 @@ func (m *Manager) sweepLoop() {
 	every = min(every, 30*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	m.writeMarker(m.flushCtx)
 	for {
 		select {
 		case <-m.stop:
@@ -181,6 +182,9 @@ func (m *Manager) sweepLoop() {
 		case <-t.C:
 			now := m.now()
 			m.lastTick.Store(now.UnixNano())
+			if !m.storageDown.Load() {
+				m.writeMarker(m.flushCtx)
+			}
 			m.sweep(now)
 		}
 	}

@@ -222,3 +222,68 @@ func TestStickyRewritesResidentSessionsAfterRedisComesBackEmpty(t *testing.T) {
 		}
 	}
 }
+
+// Redis killed and restarted empty between two of the server's calls, so
+// that the server sees no failed call: a missing entry is then not taken
+// for a session ended elsewhere (the server's alive marker is gone too),
+// and every resident session is written again.
+func TestStickyNoticesRedisRestartedEmptyWithoutAFailedCall(t *testing.T) {
+	srv := testservers.Redis(t)
+	m := newManager(t, sessions.Config{Storage: srv.URL(), WriteBehind: 10 * time.Millisecond})
+	h := m.Handler(counterApp())
+	browsers := make([]*browser, 5)
+	for i := range browsers {
+		browsers[i] = &browser{}
+		browsers[i].get(h, "/incr")
+	}
+	waitUntil(t, 5*time.Second, "first flush", func() bool { return m.Stats().PendingWrites == 0 && m.Stats().StorageWrites >= 5 })
+	srv.Kill(t)
+	srv.Restart(t) // empty; no request touched storage meanwhile
+	if code, body := browsers[0].get(h, "/incr"); code != 200 || body != "2" {
+		t.Fatalf("after the restart: %d %q", code, body)
+	}
+	waitUntil(t, 10*time.Second, "sessions written again", func() bool {
+		s := m.Stats()
+		return s.Repersisted >= 5 && s.PendingWrites == 0
+	})
+	if err := closeWithin(t, m, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newManager(t, sessions.Config{Storage: srv.URL()})
+	defer closeWithin(t, m2, 5*time.Second)
+	for i, b := range browsers {
+		want := "1"
+		if i == 0 {
+			want = "2"
+		}
+		if code, body := b.get(m2.Handler(counterApp()), "/get"); code != 200 || body != want {
+			t.Errorf("session %d after Redis restarted empty: %d %q, want %s", i, code, body, want)
+		}
+	}
+}
+
+// Over Redis, two sticky servers: a logout on one is not undone by the
+// other's write-behind of a change it made to its resident copy.
+func TestStickyLogoutElsewhereNotWrittenBackOverRedis(t *testing.T) {
+	srv := testservers.Redis(t)
+	cfg := sessions.Config{Storage: srv.URL(), WriteBehind: 10 * time.Millisecond}
+	a, b := newManager(t, cfg), newManager(t, cfg)
+	defer closeWithin(t, a, 5*time.Second)
+	defer closeWithin(t, b, 5*time.Second)
+	ha, hb := a.Handler(lifecycleApp(newGate())), b.Handler(lifecycleApp(newGate()))
+	user := &browser{}
+	user.get(ha, "/set?k=user&v=alice")
+	waitUntil(t, 5*time.Second, "stored", func() bool { return a.Stats().PendingWrites == 0 && a.Stats().StorageWrites > 0 })
+	old := user.cookie
+	if code, _ := user.get(hb, "/invalidate"); code != 200 {
+		t.Fatal("logout on b")
+	}
+	waitUntil(t, 5*time.Second, "deleted", func() bool { return b.Stats().StorageDeletes > 0 })
+	if r := send(ha, old, "/set?k=cart&v=full"); r.code != 200 {
+		t.Fatalf("late write on a: %d", r.code)
+	}
+	waitUntil(t, 5*time.Second, "a's write-behind", func() bool { return a.Stats().PendingWrites == 0 })
+	if r := send(hb, old[:43], "/get?k=user"); r.code != http.StatusNotFound {
+		t.Fatalf("the logged-out session was written back: %d", r.code)
+	}
+}
