@@ -35,6 +35,8 @@ var checks = []Check{
 	{"cap/set-many", "SetMany stores every entry of a batch as Set would, with its TTL, overwriting, and rejects mismatched slices", checkSetMany},
 	{"cap/list-keys", "ListKeys lists exactly the live keys under a prefix and stops on the callback's error", checkListKeys},
 	{"cap/expiry-notifier", "NotifyExpired reports an expired entry once, with its key and value", checkExpiryNotifier},
+	{"cap/expiry-notifier/delete", "NotifyExpired does not report an entry removed by Delete (a logout, the old ID of Renew), nor one overwritten or deleted before its TTL", checkExpiryNotifierDelete},
+	{"cap/expiry-notifier/one-subscriber", "with two subscribers, each expired entry is delivered to exactly one of them, never to both, and a stopped subscriber gets nothing", checkExpiryNotifierOneSubscriber},
 }
 
 // ns returns a random key namespace for one check.
@@ -45,6 +47,7 @@ func ns() string {
 }
 
 func newStore(c *C, h *Harness) store.StoreInterface {
+	c.Helper()
 	st := h.NewStore(c)
 	if st == nil {
 		c.Fatalf("Harness.NewStore returned nil")
@@ -71,6 +74,7 @@ func get(ctx context.Context, st store.StoreInterface, key string) ([]byte, erro
 // set writes as the library does: []byte values, and synchronous sets
 // (ristretto buffers writes otherwise; other stores ignore the option).
 func set(c *C, st store.StoreInterface, key string, value []byte, ttl time.Duration) {
+	c.Helper()
 	opts := []store.Option{store.WithSynchronousSet()}
 	if ttl > 0 {
 		opts = append(opts, store.WithExpiration(ttl))
@@ -85,6 +89,7 @@ func trySet(st store.StoreInterface, key string, value []byte) error {
 }
 
 func mustGet(c *C, st store.StoreInterface, key string) []byte {
+	c.Helper()
 	b, err := get(bg(), st, key)
 	if err != nil {
 		c.Fatalf("Get(%q) after Set: %v", key, err)
@@ -95,6 +100,7 @@ func mustGet(c *C, st store.StoreInterface, key string) []byte {
 func isNotFound(err error) bool { return errors.Is(err, &store.NotFound{}) }
 
 func expectNotFound(c *C, st store.StoreInterface, key, when string) {
+	c.Helper()
 	_, err := get(bg(), st, key)
 	switch {
 	case err == nil:
@@ -219,9 +225,7 @@ func checkExpiry(c *C, h *Harness) {
 	ttl := 4 * r
 	p := ns()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // present before TTL, gone after TTL + resolution
-		defer wg.Done()
+	c.goSafe(&wg, func() { // present before TTL, gone after TTL + resolution
 		k := p + "plain"
 		set(c, st, k, []byte("v"), ttl)
 		time.Sleep(r)
@@ -230,9 +234,8 @@ func checkExpiry(c *C, h *Harness) {
 		}
 		time.Sleep(ttl) // now at TTL + resolution
 		expectNotFound(c, st, k, fmt.Sprintf("%v after Set with TTL %v", ttl+r, ttl))
-	}()
-	go func() { // overwrite restarts the TTL
-		defer wg.Done()
+	})
+	c.goSafe(&wg, func() { // overwrite restarts the TTL
 		k := p + "reset"
 		set(c, st, k, []byte("v1"), ttl)
 		time.Sleep(3 * r)
@@ -243,7 +246,7 @@ func checkExpiry(c *C, h *Harness) {
 		}
 		time.Sleep(2*r + r/2) // 8.1r: second deadline plus resolution passed
 		expectNotFound(c, st, k, "after the overwritten TTL")
-	}()
+	})
 	wg.Wait()
 }
 
@@ -311,9 +314,7 @@ func checkConcurrency(c *C, h *Harness) {
 	var wg sync.WaitGroup
 	var failures atomic.Int32
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		c.goSafe(&wg, func() {
 			own := fmt.Sprintf("%sown%02d", p, w)
 			for r := 0; r < rounds; r++ {
 				v := []byte(fmt.Sprintf("w%02d-r%03d", w, r))
@@ -339,7 +340,7 @@ func checkConcurrency(c *C, h *Harness) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
@@ -400,9 +401,7 @@ func checkCAS(c *C, h *Harness) {
 		var wg sync.WaitGroup
 		var winner atomic.Value
 		for i := 0; i < racers; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			c.goSafe(&wg, func() {
 				v := []byte(fmt.Sprintf("round%d-racer%d", round, i))
 				ok, err := cas.CompareAndSwap(bg(), race, cur, v, 0)
 				if err != nil {
@@ -413,13 +412,13 @@ func checkCAS(c *C, h *Harness) {
 					wins.Add(1)
 					winner.Store(v)
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if n := wins.Load(); n != 1 {
 			c.Fatalf("round %d: %d of %d concurrent CompareAndSwap calls with the same old value won; want exactly 1", round, n, racers)
 		}
-		cur = winner.Load().([]byte)
+		cur, _ = winner.Load().([]byte)
 		if got := mustGet(c, st, race); !bytes.Equal(got, cur) {
 			c.Fatalf("round %d: stored %q, but the winner wrote %q", round, got, cur)
 		}
@@ -535,8 +534,12 @@ func checkSetMany(c *C, h *Harness) {
 	}
 	time.Sleep(3*h.TTLResolution + h.TTLResolution/2)
 	expectNotFound(c, st, exp[1], "after the TTL given to SetMany")
-	if err := batch.SetMany(bg(), []string{p + "x"}, nil, 0); err == nil {
-		c.Errorf("SetMany with 1 key and 0 values succeeded; want an error")
+	panicked, err := callSafe(func() error { return batch.SetMany(bg(), []string{p + "x"}, nil, 0) })
+	switch {
+	case panicked != nil:
+		c.Errorf("SetMany with 1 key and 0 values panicked: %v; check len(keys) == len(values) first and return an error", panicked)
+	case err == nil:
+		c.Errorf("SetMany with 1 key and 0 values succeeded; want an error (check len(keys) == len(values) first)")
 	}
 }
 
@@ -613,7 +616,222 @@ func checkCASMany(c *C, h *Harness) {
 	}
 	time.Sleep(3*h.TTLResolution + h.TTLResolution/2)
 	expectNotFound(c, st, exp, "after the TTL given to CompareAndSwapMany")
-	if _, err := many.CompareAndSwapMany(bg(), []string{exp}, nil, [][]byte{[]byte("v")}, 0); err == nil {
-		c.Errorf("CompareAndSwapMany with 1 key and 0 olds succeeded; want an error")
+	panicked, err := callSafe(func() error {
+		_, err := many.CompareAndSwapMany(bg(), []string{exp}, nil, [][]byte{[]byte("v")}, 0)
+		return err
+	})
+	switch {
+	case panicked != nil:
+		c.Errorf("CompareAndSwapMany with 1 key and 0 olds panicked: %v; check that keys, olds and values have one length first and return an error", panicked)
+	case err == nil:
+		c.Errorf("CompareAndSwapMany with 1 key and 0 olds succeeded; want an error (check that keys, olds and values have one length first)")
+	}
+}
+
+// callSafe calls fn, turning a panic into a value: the check then fails
+// with a message saying to return an error instead.
+func callSafe(fn func() error) (panicked any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = r
+		}
+	}()
+	return nil, fn()
+}
+
+// expirySeen records what one NotifyExpired subscriber was told about
+// keys under prefix.
+type expirySeen struct {
+	prefix string
+	mu     sync.Mutex
+	got    map[string][]string // key → each value delivered
+}
+
+func newExpirySeen(prefix string) *expirySeen {
+	return &expirySeen{prefix: prefix, got: map[string][]string{}}
+}
+
+func (e *expirySeen) fn(key string, value []byte) {
+	if !strings.HasPrefix(key, e.prefix) {
+		return
+	}
+	e.mu.Lock()
+	e.got[key] = append(e.got[key], string(value))
+	e.mu.Unlock()
+}
+
+func (e *expirySeen) count(key string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.got[key])
+}
+
+func (e *expirySeen) snapshot() map[string][]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string][]string, len(e.got))
+	for k, v := range e.got {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// waitReported waits until every key in keys was delivered to one of seen,
+// for up to 10 resolutions plus a second, and reports whether they were.
+func waitReported(h *Harness, keys []string, seen ...*expirySeen) bool {
+	return waitFor(10*h.TTLResolution+time.Second, func() bool {
+		for _, k := range keys {
+			n := 0
+			for _, s := range seen {
+				n += s.count(k)
+			}
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func checkExpiryNotifierDelete(c *C, h *Harness) {
+	st := newStore(c, h)
+	n, ok := st.(sessions.ExpiryNotifier)
+	if !ok {
+		c.Skipf("store has no NotifyExpired")
+	}
+	r := h.TTLResolution
+	p := ns()
+	seen := newExpirySeen(p)
+	stop := n.NotifyExpired(seen.fn)
+	defer stop()
+
+	// What the library does: a logout deletes a session with a long TTL;
+	// Renew writes the new ID and deletes the old one; a session may be
+	// deleted, or written again with a new TTL, shortly before its TTL.
+	set(c, st, p+"logout", []byte("logged out"), time.Hour)
+	set(c, st, p+"renew-old", []byte("renewed"), time.Hour)
+	set(c, st, p+"renew-new", []byte("renewed"), time.Hour)
+	set(c, st, p+"deleted-early", []byte("deleted before its TTL"), 2*r)
+	set(c, st, p+"no-ttl", []byte("no TTL"), 0)
+	set(c, st, p+"overwritten", []byte("first"), 2*r)
+	set(c, st, p+"overwritten", []byte("second, longer TTL"), time.Hour)
+	deleted := []string{p + "logout", p + "renew-old", p + "deleted-early", p + "no-ttl"}
+	for _, k := range deleted {
+		if err := st.Delete(bg(), k); err != nil {
+			c.Fatalf("Delete(%q): %v", k, err)
+		}
+	}
+	control := p + "control"
+	set(c, st, control, []byte("expired"), r)
+	if !waitReported(h, []string{control}, seen) {
+		c.Fatalf("an entry with TTL %v was not reported within %v, so this check cannot tell deletes from expiries (see cap/expiry-notifier)", r, 10*r+time.Second)
+	}
+	time.Sleep(3 * r) // past deleted-early's and overwritten's first deadline, plus resolution
+	got := seen.snapshot()
+	for _, k := range deleted {
+		if v, ok := got[k]; ok {
+			c.Errorf("NotifyExpired reported %q (value %q), which was removed by Delete, not by its TTL: a Delete is a logout or the removal of Renew's old ID, and reported as an expiry it makes the library end a live session with OnSessionEnd(EndTimeout). Fix: Delete must remove the entry without notifying; a store that learns of removals from the backend (keyspace events, a sweep over deleted rows) must tell deletions from expirations", k, v)
+		}
+	}
+	if v, ok := got[p+"overwritten"]; ok {
+		c.Errorf("NotifyExpired reported %q (values %q), which was written again with a 1h TTL before its first 2r TTL passed: an overwrite replaces the deadline, so drop the old one from whatever index the store expires entries by", p+"overwritten", v)
+	}
+	if v, ok := got[p+"renew-new"]; ok {
+		c.Errorf("NotifyExpired reported %q (values %q), which is alive with a 1h TTL", p+"renew-new", v)
+	}
+
+	// The same through a Manager: Renew and Invalidate end no session by
+	// timeout.
+	st2 := newStore(c, h)
+	p2 := ns()
+	var mu sync.Mutex
+	var ends []string
+	a := startManager(c, st2, sessions.Config{KeyPrefix: p2, OnSessionEnd: func(s *sessions.Session, why sessions.EndReason) {
+		mu.Lock()
+		ends = append(ends, why.String())
+		mu.Unlock()
+	}})
+	u := &user{}
+	u.must(c, a, "/set?k=k&v=v", 200)
+	old := u.cookie
+	if !waitFor(5*time.Second, func() bool { return stored(st2, p2, old) }) {
+		c.Fatalf("session not stored within 5 s")
+	}
+	u.must(c, a, "/renew", 200)
+	renewed := u.cookie
+	if !waitFor(5*time.Second, func() bool { return !stored(st2, p2, old) && stored(st2, p2, renewed) }) {
+		c.Fatalf("after Renew the entry under the old ID remains (or the new one is missing); see session/renew-invalidate")
+	}
+	u.must(c, a, "/invalidate", 200)
+	if !waitFor(5*time.Second, func() bool { return !stored(st2, p2, renewed) }) {
+		c.Fatalf("after Invalidate the entry remains; see session/renew-invalidate")
+	}
+	time.Sleep(3*r + 50*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ends) != 1 || ends[0] != sessions.EndInvalidated.String() {
+		c.Errorf("OnSessionEnd after a Renew and an Invalidate: %q; want exactly one %v: the store reports the entries the library deletes as expired (see the fix above)", ends, sessions.EndInvalidated)
+	}
+}
+
+func checkExpiryNotifierOneSubscriber(c *C, h *Harness) {
+	st := newStore(c, h)
+	n, ok := st.(sessions.ExpiryNotifier)
+	if !ok {
+		c.Skipf("store has no NotifyExpired")
+	}
+	r := h.TTLResolution
+	p := ns()
+	first, second := newExpirySeen(p), newExpirySeen(p)
+	stop1 := n.NotifyExpired(first.fn)
+	defer stop1()
+	stop2 := n.NotifyExpired(second.fn)
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop2()
+		}
+	}()
+	const entries = 8
+	var keys []string
+	for i := 0; i < entries; i++ {
+		k := fmt.Sprintf("%sk%d", p, i)
+		keys = append(keys, k)
+		set(c, st, k, []byte(fmt.Sprintf("v%d", i)), r)
+	}
+	if !waitReported(h, keys, first, second) {
+		c.Errorf("of %d entries with TTL %v, not every one was reported to either subscriber within %v", entries, r, 10*r+time.Second)
+	}
+	time.Sleep(2 * r)
+	a, b := first.snapshot(), second.snapshot()
+	both := 0
+	for _, k := range keys {
+		switch {
+		case len(a[k]) > 0 && len(b[k]) > 0:
+			if both++; both <= 3 {
+				c.Errorf("expired entry %q was delivered to both subscribers: deliver each expired entry to exactly one subscriber (round robin in one process; across processes claim it atomically in the storage, e.g. a delete that only one caller wins), or every server fires OnSessionEnd for the same session", k)
+			}
+		case len(a[k])+len(b[k]) > 1:
+			c.Errorf("expired entry %q was delivered %d times; want once", k, len(a[k])+len(b[k]))
+		}
+	}
+	// After stop, the other subscriber gets everything.
+	stop2()
+	stopped = true
+	var more []string
+	for i := 0; i < entries; i++ {
+		k := fmt.Sprintf("%safter-stop%d", p, i)
+		more = append(more, k)
+		set(c, st, k, []byte("v"), r)
+	}
+	if !waitReported(h, more, first, second) {
+		c.Errorf("after one of two subscribers stopped, not every entry expiring was reported to the other within %v", 10*r+time.Second)
+	}
+	b = second.snapshot()
+	for _, k := range more {
+		if len(b[k]) > 0 {
+			c.Errorf("expired entry %q was delivered to a subscriber after its stop function was called: stop must unregister it", k)
+			break
+		}
 	}
 }

@@ -22,7 +22,10 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"reflect"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -128,7 +131,10 @@ func Execute(h Harness, report func(Result)) {
 	for _, chk := range checks {
 		host := &hostTB{name: chk.Name}
 		res := runOne(host, chk, &h)
-		host.cleanup()
+		if p := host.cleanup(); p != "" {
+			res.Outcome = Fail
+			res.Detail = strings.TrimPrefix(res.Detail+"\n"+p, "\n")
+		}
 		report(res)
 	}
 }
@@ -147,20 +153,44 @@ func (h *Harness) setDefaults() {
 
 // C is what a check runs with: a TB whose failures are recorded (and, under
 // Run, reported to the subtest unless the check is expected to fail).
+//
+// Each failure message starts with the file and line of the check's own
+// code that failed (the innermost frame of a check function, past the
+// helpers it called), or with no location when none is found: under `go
+// test` the line testing prints is the caller of Errorf, which may be a
+// helper.
 type C struct {
 	parent  TB
 	forward bool // report failures to parent
 
-	mu      sync.Mutex
-	failed  bool
-	skipped string
-	msgs    []string
+	mu       sync.Mutex
+	failed   bool
+	skipped  string
+	msgs     []string
+	finished bool                // runOne has returned: do not forward any more
+	helpers  map[string]struct{} // functions marked by Helper
 }
 
 var _ TB = (*C)(nil)
 
-// Helper is a no-op marker.
-func (c *C) Helper() {}
+// Helper marks the calling function as a helper: a failure inside it is
+// attributed to its caller.
+func (c *C) Helper() {
+	pc, _, _, ok := runtime.Caller(1)
+	if !ok {
+		return
+	}
+	fn := runtime.FuncForPC(pc)
+	if fn == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.helpers == nil {
+		c.helpers = map[string]struct{}{}
+	}
+	c.helpers[fn.Name()] = struct{}{}
+	c.mu.Unlock()
+}
 
 // Name is the check's name.
 func (c *C) Name() string { return c.parent.Name() }
@@ -169,23 +199,25 @@ func (c *C) Name() string { return c.parent.Name() }
 func (c *C) Cleanup(fn func()) { c.parent.Cleanup(fn) }
 
 // Logf logs to the enclosing test.
-func (c *C) Logf(format string, args ...any) { c.parent.Logf(format, args...) }
+func (c *C) Logf(format string, args ...any) {
+	c.mu.Lock()
+	finished := c.finished
+	c.mu.Unlock()
+	if !finished {
+		c.parent.Logf(format, args...)
+	}
+}
 
 // Errorf records a failure and continues.
 func (c *C) Errorf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	c.mu.Lock()
-	c.failed = true
-	c.msgs = append(c.msgs, msg)
-	c.mu.Unlock()
-	if c.forward {
-		c.parent.Errorf("%s", msg)
-	}
+	c.parent.Helper()
+	c.record(fmt.Sprintf(format, args...), 4)
 }
 
 // Fatalf records a failure and ends the check.
 func (c *C) Fatalf(format string, args ...any) {
-	c.Errorf(format, args...)
+	c.parent.Helper()
+	c.record(fmt.Sprintf(format, args...), 4)
 	runtime.Goexit()
 }
 
@@ -197,24 +229,123 @@ func (c *C) Skipf(format string, args ...any) {
 	runtime.Goexit()
 }
 
+// record adds a failure whose message is msg, located by the stack above
+// skip frames (runtime.Callers numbering: 4 is the caller of Errorf).
+func (c *C) record(msg string, skip int) {
+	loc, direct := c.location(skip)
+	full := msg
+	if loc != "" {
+		full = loc + ": " + msg
+	}
+	c.mu.Lock()
+	c.failed = true
+	c.msgs = append(c.msgs, full)
+	forward := c.forward && !c.finished
+	c.mu.Unlock()
+	if forward {
+		c.parent.Helper()
+		if direct {
+			// testing prints this very line: do not repeat it.
+			c.parent.Errorf("%s", msg)
+		} else {
+			c.parent.Errorf("%s", full)
+		}
+	}
+}
+
+// checkFuncPrefix is the prefix of the name of every check function (and
+// of the closures inside one).
+var checkFuncPrefix = func() string {
+	type marker struct{}
+	return reflect.TypeOf(marker{}).PkgPath() + ".check"
+}()
+
+// location returns "file.go:line" of the frame a failure belongs to: the
+// innermost frame of a check function (checkXxx or a closure in one), or
+// else the innermost one that is neither in this file's C methods nor
+// marked by Helper; "" if none. direct reports whether that frame is the
+// first one above skip, the one testing attributes the failure to.
+func (c *C) location(skip int) (loc string, direct bool) {
+	pcs := make([]uintptr, 64)
+	n := runtime.Callers(skip, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	c.mu.Lock()
+	helpers := c.helpers
+	c.mu.Unlock()
+	var fallback runtime.Frame
+	first := true
+	for {
+		f, more := frames.Next()
+		if f.Function == "" {
+			break
+		}
+		if strings.HasPrefix(f.Function, checkFuncPrefix) {
+			return fmt.Sprintf("%s:%d", filepath.Base(f.File), f.Line), first
+		}
+		_, helper := helpers[f.Function]
+		if fallback.PC == 0 && !helper && !strings.HasPrefix(f.Function, "runtime.") &&
+			!strings.HasSuffix(f.Function, ".(*C).record") {
+			fallback = f
+		}
+		first = false
+		if !more {
+			break
+		}
+	}
+	if fallback.PC == 0 || filepath.Base(fallback.File) == "conformance.go" {
+		return "", false
+	}
+	return fmt.Sprintf("%s:%d", filepath.Base(fallback.File), fallback.Line), false
+}
+
+// recovered reports a panic of the check or of a goroutine it started as
+// the check's failure, with the panic value and the stack. Call it
+// deferred: recover works only there.
+func (c *C) recovered(r any) {
+	c.record(fmt.Sprintf("panic: %v (the store, or Harness.NewStore, panicked; a store must return errors, never panic)\n%s", r, debug.Stack()), 5)
+}
+
+// goSafe runs fn on a new goroutine counted by wg; a panic in it fails the
+// check instead of the process.
+func (c *C) goSafe(wg *sync.WaitGroup, fn func()) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				c.recovered(r)
+			}
+		}()
+		fn()
+	}()
+}
+
 func runOne(parent TB, chk Check, h *Harness) Result {
 	reason, expected := h.ExpectFail[chk.Name]
 	c := &C{parent: parent, forward: !expected}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				c.recovered(r)
+			}
+		}()
 		chk.run(c, h)
 	}()
+	timedOut := false
 	select {
 	case <-done:
 	case <-time.After(h.Watchdog):
 		c.Errorf("check did not finish within %v: a store call hangs", h.Watchdog)
-		if !expected {
-			return Result{Check: chk.Name, Outcome: Fail, Detail: strings.Join(c.msgs, "\n")}
-		}
+		timedOut = true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.finished = true // a check left running by the watchdog reports no more
+	if timedOut && !expected {
+		return Result{Check: chk.Name, Outcome: Fail, Detail: strings.Join(c.msgs, "\n")}
+	}
 	switch {
 	case c.skipped != "":
 		return Result{Check: chk.Name, Outcome: Skip, Detail: c.skipped}
@@ -248,14 +379,24 @@ func (h *hostTB) Cleanup(fn func()) {
 	h.mu.Unlock()
 }
 
-func (h *hostTB) cleanup() {
+// cleanup runs the clean-ups, last first, and returns the panics of any
+// (a clean-up that panics does not stop the others or the run).
+func (h *hostTB) cleanup() (panics string) {
 	h.mu.Lock()
 	fns := h.cleanups
 	h.cleanups = nil
 	h.mu.Unlock()
 	for i := len(fns) - 1; i >= 0; i-- {
-		fns[i]()
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					panics += fmt.Sprintf("panic in a clean-up (closing the store?): %v\n%s", r, debug.Stack())
+				}
+			}()
+			fns[i]()
+		}()
 	}
+	return panics
 }
 
 // bg is the context of calls that should succeed.
