@@ -2,6 +2,7 @@ package sessionctl
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -86,5 +87,18 @@ func TestUsage(t *testing.T) {
 	mustRun(t, 2, "frobnicate")
 	for _, args := range [][]string{{"ls"}, {"show", "bolt:///x.db"}, {"rm", "bolt:///x.db"}, {"stats"}, {"purge"}, {"ls", "-nosuchflag", "x"}, {"demo", "extra"}} {
 		mustRun(t, 2, args...)
+	}
+}
+
+// TestCommand: the exported entry point writes to its own outputs and
+// returns the exit code; nil outputs discard.
+func TestCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	c := Command{Stdout: &out, Stderr: &errb, Context: context.Background()}
+	if code := c.Main([]string{"ls"}); code != 2 || !strings.Contains(errb.String(), "usage: sessionctl ls") {
+		t.Errorf("ls without STORAGE: exit %d, stderr:\n%s", code, errb.String())
+	}
+	if code := (Command{}).Main([]string{"-h"}); code != 0 {
+		t.Errorf("-h with nil outputs: exit %d", code)
 	}
 }
