@@ -48,6 +48,7 @@ func ns() string {
 
 func newStore(c *C, h *Harness) store.StoreInterface {
 	c.Helper()
+	c.parent.Helper() // for go test's own line
 	st := h.NewStore(c)
 	if st == nil {
 		c.Fatalf("Harness.NewStore returned nil")
@@ -75,6 +76,7 @@ func get(ctx context.Context, st store.StoreInterface, key string) ([]byte, erro
 // (ristretto buffers writes otherwise; other stores ignore the option).
 func set(c *C, st store.StoreInterface, key string, value []byte, ttl time.Duration) {
 	c.Helper()
+	c.parent.Helper() // for go test's own line
 	opts := []store.Option{store.WithSynchronousSet()}
 	if ttl > 0 {
 		opts = append(opts, store.WithExpiration(ttl))
@@ -90,6 +92,7 @@ func trySet(st store.StoreInterface, key string, value []byte) error {
 
 func mustGet(c *C, st store.StoreInterface, key string) []byte {
 	c.Helper()
+	c.parent.Helper() // for go test's own line
 	b, err := get(bg(), st, key)
 	if err != nil {
 		c.Fatalf("Get(%q) after Set: %v", key, err)
@@ -101,6 +104,7 @@ func isNotFound(err error) bool { return errors.Is(err, &store.NotFound{}) }
 
 func expectNotFound(c *C, st store.StoreInterface, key, when string) {
 	c.Helper()
+	c.parent.Helper() // for go test's own line
 	_, err := get(bg(), st, key)
 	switch {
 	case err == nil:

@@ -264,30 +264,35 @@ var checkFuncPrefix = func() string {
 // innermost frame of a check function (checkXxx or a closure in one), or
 // else the innermost one that is neither in this file's C methods nor
 // marked by Helper; "" if none. direct reports whether that frame is the
-// first one above skip, the one testing attributes the failure to.
+// first one above skip not marked by Helper, the one testing attributes the
+// failure to (the helpers of checks.go mark themselves for both).
 func (c *C) location(skip int) (loc string, direct bool) {
-	pcs := make([]uintptr, 64)
+	pcs := make([]uintptr, 128)
 	n := runtime.Callers(skip, pcs)
 	frames := runtime.CallersFrames(pcs[:n])
-	c.mu.Lock()
-	helpers := c.helpers
-	c.mu.Unlock()
+	isHelper := func(fn string) bool {
+		c.mu.Lock() // Helper may be adding to the map on another goroutine
+		defer c.mu.Unlock()
+		_, ok := c.helpers[fn]
+		return ok
+	}
 	var fallback runtime.Frame
-	first := true
+	testingFrame := true // no unmarked frame seen yet: the next one is testing's
 	for {
 		f, more := frames.Next()
 		if f.Function == "" {
 			break
 		}
 		if strings.HasPrefix(f.Function, checkFuncPrefix) {
-			return fmt.Sprintf("%s:%d", filepath.Base(f.File), f.Line), first
+			return fmt.Sprintf("%s:%d", filepath.Base(f.File), f.Line), testingFrame
 		}
-		_, helper := helpers[f.Function]
-		if fallback.PC == 0 && !helper && !strings.HasPrefix(f.Function, "runtime.") &&
-			!strings.HasSuffix(f.Function, ".(*C).record") {
+		helper := isHelper(f.Function)
+		if !helper {
+			testingFrame = false
+		}
+		if fallback.PC == 0 && !helper && !strings.HasPrefix(f.Function, "runtime.") {
 			fallback = f
 		}
-		first = false
 		if !more {
 			break
 		}

@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -256,5 +257,30 @@ func TestFailureLocation(t *testing.T) {
 				t.Errorf("failure located at checks.go:%d, which is not a %s call:\n%s", n, tc.call, r.Detail)
 			}
 		})
+	}
+}
+
+// TestFailureLocationUnderGoTest: under Run, go test prints the check's
+// line (here through the helper expectNotFound), not conformance.go's.
+func TestFailureLocationUnderGoTest(t *testing.T) {
+	if os.Getenv("CONFORMANCE_PLANTED_RUN") == "1" {
+		conformance.Run(t, memoryHarness(func(st *memory.Store) *plainMiss { return &plainMiss{st} }))
+		return
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFailureLocationUnderGoTest$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "CONFORMANCE_PLANTED_RUN=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the suite passed a store that reports a plain miss error:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^\s+checks\.go:\d+: Get\(".*"\) of a key never set`).Match(out) {
+		t.Errorf("the not-found failure is not attributed to a line of checks.go:\n%s", out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		// Skips (a capability the store lacks) are reported by Run itself.
+		if strings.Contains(line, "conformance.go:") && !strings.Contains(line, "store has no") {
+			t.Errorf("a failure is attributed to conformance.go: %s\n%s", line, out)
+		}
 	}
 }
