@@ -284,3 +284,31 @@ func TestFailureLocationUnderGoTest(t *testing.T) {
 		}
 	}
 }
+
+// TestPanickingDriverUnderGoTest: under Run too, a store that panics fails
+// the checks that reach the panic and the test binary goes on to the last
+// check.
+func TestPanickingDriverUnderGoTest(t *testing.T) {
+	if os.Getenv("CONFORMANCE_PLANTED_RUN") == "1" {
+		conformance.Run(t, memoryHarness(func(st *memory.Store) *panicsInGet { return &panicsInGet{st} }))
+		return
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanickingDriverUnderGoTest$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "CONFORMANCE_PLANTED_RUN=1")
+	out, _ := cmd.CombinedOutput()
+	checks := conformance.Checks()
+	last := checks[len(checks)-1].Name
+	for _, want := range []string{
+		"--- FAIL: TestPanickingDriverUnderGoTest/not-found",
+		"panic: planted: Get panics",
+		"--- PASS: TestPanickingDriverUnderGoTest/" + last,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "[recovered]") || strings.Contains(string(out), "\nexit status 2") {
+		t.Errorf("the test binary crashed:\n%s", out)
+	}
+}
