@@ -5,6 +5,7 @@ package mapdriver
 import (
 	"context"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +65,28 @@ func (s *Store) update(ctx context.Context, change func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	change()
+	return nil
+}
+
+// ListKeys calls fn for each live key that starts with prefix, outside
+// the lock (fn may use the store), for sessionctl ls and purge.
+func (s *Store) ListKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	s.mu.Lock()
+	var keys []string
+	for k, e := range s.m {
+		if strings.HasPrefix(k, prefix) && (e.expires.IsZero() || time.Now().Before(e.expires)) {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
