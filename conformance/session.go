@@ -22,6 +22,8 @@ type app struct {
 }
 
 func startManager(c *C, st store.StoreInterface, cfg sessions.Config) *app {
+	c.Helper()
+	c.parent.Helper()
 	cfg.Store = st
 	if cfg.KeyPrefix == "" {
 		c.Fatalf("startManager needs a KeyPrefix")
@@ -64,6 +66,8 @@ func startManager(c *C, st store.StoreInterface, cfg sessions.Config) *app {
 
 // closeNow closes the Manager, draining its write-behind queue.
 func (a *app) closeNow(c *C) {
+	c.Helper()
+	c.parent.Helper()
 	if a.closed {
 		return
 	}
@@ -97,6 +101,8 @@ func (u *user) do(a *app, target string) (int, string) {
 }
 
 func (u *user) must(c *C, a *app, target string, want int) string {
+	c.Helper()
+	c.parent.Helper()
 	code, body := u.do(a, target)
 	if code != want {
 		c.Fatalf("request %s: status %d (%s), want %d", target, code, body, want)
