@@ -151,7 +151,10 @@ type reader struct {
 
 func (r *reader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.buf)
-	if n <= 0 {
+	// n != uvarintLen(v): an overlong encoding (0x80 0x00 for 0), which
+	// AppendUvarint never writes; rejected so that an entry has exactly
+	// one encoding.
+	if n <= 0 || n != uvarintLen(v) {
 		r.bad = true
 		r.buf = nil
 		return 0
