@@ -67,6 +67,17 @@
 //	create        create the table and index if missing  default true
 //	busy_timeout  SQLite only: how long to wait for a lock,
 //	              a Go duration                           default 5s
+//	max_open_conns      cap on open connections           default 32
+//	max_idle_conns      idle connections kept             default max_open_conns
+//	conn_max_lifetime   a connection's longest life       default 30m
+//	conn_max_idle_time  how long an idle one is kept      default 5m
+//
+// The pool defaults apply to PostgreSQL and MySQL (database/sql's own
+// keep only 2 idle connections, so a busy server opens and closes one for
+// most statements); SQLite files keep database/sql's unless the URL sets
+// them, and an in-memory SQLite database always has exactly one
+// connection. They are database/sql's settings under these names for
+// every dialect (pgx's pool_max_conns and the like do not apply here).
 //
 // Options (for New) has the same settings plus SweepBatch, the largest
 // number of rows one sweeping DELETE removes (default 1000).

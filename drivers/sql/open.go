@@ -80,6 +80,9 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if dialect != SQLite || !strings.Contains(u.String(), ":memory:") {
+		own.pool.apply(db, dialect != SQLite)
+	}
 	// A database server may be down or hung: find out before anything else,
 	// so that this is reported as unreachable. A SQLite file has no server
 	// (and its first connection can meet a busy lock, which newStore's
@@ -103,12 +106,66 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 type ownOptions struct {
 	Options
 	busyTimeout time.Duration
+	pool        poolOptions
 }
 
-var ownParams = map[string]bool{"table": true, "sweep": true, "create": true, "busy_timeout": true}
+// poolOptions size the connection pool (database/sql's settings).
+type poolOptions struct {
+	maxOpen, maxIdle       int
+	maxLifetime, idleClose time.Duration
+	set                    map[string]bool // which the URL gave
+}
+
+// Pool defaults for PostgreSQL and MySQL, sized for session traffic:
+// many short statements from many goroutines. database/sql's own defaults
+// (no cap on open connections, 2 idle) make a busy server open and close a
+// connection for most statements.
+const (
+	DefaultMaxOpenConns    = 32
+	DefaultConnMaxLifetime = 30 * time.Minute
+	DefaultConnMaxIdleTime = 5 * time.Minute
+)
+
+var ownParams = map[string]bool{"table": true, "sweep": true, "create": true, "busy_timeout": true,
+	"max_open_conns": true, "max_idle_conns": true, "conn_max_lifetime": true, "conn_max_idle_time": true}
 
 // ownParamNames lists ownParams in the order the documentation gives them.
-var ownParamNames = []string{"table", "sweep", "create", "busy_timeout"}
+var ownParamNames = []string{"table", "sweep", "create", "busy_timeout",
+	"max_open_conns", "max_idle_conns", "conn_max_lifetime", "conn_max_idle_time"}
+
+// apply sizes db's pool: the URL's settings, else the defaults for a
+// database server (SQLite files keep database/sql's).
+func (p poolOptions) apply(db *sql.DB, server bool) {
+	maxOpen, maxIdle, life, idle := p.maxOpen, p.maxIdle, p.maxLifetime, p.idleClose
+	if server {
+		if !p.set["max_open_conns"] {
+			maxOpen = DefaultMaxOpenConns
+		}
+		if !p.set["max_idle_conns"] {
+			maxIdle = maxOpen // idle = open: no connection churn under load
+		}
+		if !p.set["conn_max_lifetime"] {
+			life = DefaultConnMaxLifetime
+		}
+		if !p.set["conn_max_idle_time"] {
+			idle = DefaultConnMaxIdleTime
+		}
+	} else if !p.set["max_idle_conns"] && p.set["max_open_conns"] {
+		maxIdle = maxOpen
+	}
+	if server || p.set["max_open_conns"] {
+		db.SetMaxOpenConns(maxOpen)
+	}
+	if server || p.set["max_idle_conns"] || p.set["max_open_conns"] {
+		db.SetMaxIdleConns(maxIdle)
+	}
+	if server || p.set["conn_max_lifetime"] {
+		db.SetConnMaxLifetime(life)
+	}
+	if server || p.set["conn_max_idle_time"] {
+		db.SetConnMaxIdleTime(idle)
+	}
+}
 
 // driverParams are the URL parameters each dialect passes on to its
 // database driver. Anything else is an unknown option and an error, so a
@@ -285,9 +342,38 @@ func splitOptions(q url.Values) (own ownOptions, rest url.Values, err error) {
 				return own, nil, fmt.Errorf("sqlstore: option busy_timeout=%q: want a duration such as 5s", v)
 			}
 			own.busyTimeout = d
+		case "max_open_conns", "max_idle_conns":
+			n, perr := strconv.Atoi(v)
+			if perr != nil || n < 0 || name == "max_open_conns" && n == 0 {
+				return own, nil, fmt.Errorf("sqlstore: option %s=%q: want a positive number of connections", name, v)
+			}
+			if name == "max_open_conns" {
+				own.pool.maxOpen = n
+			} else {
+				own.pool.maxIdle = n
+			}
+			own.pool.mark(name)
+		case "conn_max_lifetime", "conn_max_idle_time":
+			d, perr := time.ParseDuration(v)
+			if perr != nil || d < 0 {
+				return own, nil, fmt.Errorf("sqlstore: option %s=%q: want a duration such as 30m, or 0 for no limit", name, v)
+			}
+			if name == "conn_max_lifetime" {
+				own.pool.maxLifetime = d
+			} else {
+				own.pool.idleClose = d
+			}
+			own.pool.mark(name)
 		}
 	}
 	return own, rest, nil
+}
+
+func (p *poolOptions) mark(name string) {
+	if p.set == nil {
+		p.set = map[string]bool{}
+	}
+	p.set[name] = true
 }
 
 func openPostgres(u *url.URL, rest url.Values) (*sql.DB, error) {
