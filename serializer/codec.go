@@ -179,9 +179,18 @@ func appendMsgpackInt(b []byte, n int64) []byte {
 
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
 	d := msgpackDecoders.Get().(*msgpackDecoder)
+	// msgpack v5.4.1 allocates an array's declared length up front (into
+	// []any, and into typed slices too), so five corrupt bytes could ask
+	// for 64 GB: a fatal out-of-memory, not an error. Skip walks the value
+	// without allocating it and fails when a length exceeds the data.
 	d.rd.Reset(data)
 	d.dec.ResetReader(&d.rd)
-	err := d.dec.Decode(v)
+	err := d.dec.Skip()
+	if err == nil {
+		d.rd.Reset(data)
+		d.dec.ResetReader(&d.rd)
+		err = d.dec.Decode(v)
+	}
 	d.dec.ResetReader(nil)
 	d.rd.Reset(nil)
 	msgpackDecoders.Put(d)
