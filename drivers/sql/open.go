@@ -90,9 +90,9 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err := pingServer(ctx, db, dialect); err != nil {
 		_ = db.Close()
 		if unreachable(err) {
-			return nil, fmt.Errorf("%w: sqlstore: %s: %v", sessions.ErrStorageUnreachable, u.Redacted(), err)
+			return nil, fmt.Errorf("%w: sqlstore: %s: %v", sessions.ErrStorageUnreachable, redacted(u), err)
 		}
-		return nil, fmt.Errorf("sqlstore: %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("sqlstore: %s: %w", redacted(u), err)
 	}
 	s, err := newStore(ctx, db, dialect, own.Options, true)
 	if err != nil {
@@ -381,7 +381,7 @@ func openPostgres(u *url.URL, rest url.Values) (*sql.DB, error) {
 	v.RawQuery = rest.Encode()
 	cfg, err := pgx.ParseConfig(v.String())
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: postgres URL %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("sqlstore: postgres URL %s: %w", redacted(u), err)
 	}
 	return stdlib.OpenDB(*cfg), nil
 }
@@ -392,7 +392,7 @@ func openPostgres(u *url.URL, rest url.Values) (*sql.DB, error) {
 // go-sql-driver DSN parameters.
 func mysqlConfig(u *url.URL, rest url.Values) (*mysql.Config, error) {
 	if u.Opaque != "" {
-		return nil, fmt.Errorf("sqlstore: mysql URL %s: want mysql://user:pass@host:port/db", u.Redacted())
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: want mysql://user:pass@host:port/db", redacted(u))
 	}
 	socket := rest.Get("socket")
 	rest.Del("socket")
@@ -402,7 +402,7 @@ func mysqlConfig(u *url.URL, rest url.Values) (*mysql.Config, error) {
 	}
 	dbName := strings.TrimPrefix(u.Path, "/")
 	if strings.Contains(dbName, "/") {
-		return nil, fmt.Errorf("sqlstore: mysql URL %s: database name %q contains a slash", u.Redacted(), dbName)
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: database name %q contains a slash", redacted(u), dbName)
 	}
 	base := mysql.NewConfig()
 	base.DBName = dbName
@@ -413,7 +413,7 @@ func mysqlConfig(u *url.URL, rest url.Values) (*mysql.Config, error) {
 	switch {
 	case socket != "":
 		if u.Host != "" {
-			return nil, fmt.Errorf("sqlstore: mysql URL %s: both a host and a socket", u.Redacted())
+			return nil, fmt.Errorf("sqlstore: mysql URL %s: both a host and a socket", redacted(u))
 		}
 		base.Net, base.Addr = "unix", socket
 	default:
@@ -438,7 +438,7 @@ func mysqlConfig(u *url.URL, rest url.Values) (*mysql.Config, error) {
 	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: mysql URL %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: %w", redacted(u), err)
 	}
 	return cfg, nil
 }
@@ -450,7 +450,7 @@ func openMySQL(u *url.URL, rest url.Values) (*sql.DB, error) {
 	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: mysql URL %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("sqlstore: mysql URL %s: %w", redacted(u), err)
 	}
 	return sql.OpenDB(conn), nil
 }
@@ -532,3 +532,8 @@ func openSQLite(u *url.URL, rest url.Values, busy time.Duration) (*sql.DB, error
 	}
 	return db, nil
 }
+
+// redacted renders u for error messages with the password in its user
+// information and in any password option (password=, sslpassword=)
+// replaced by "xxxxx": url.URL.Redacted masks the user information only.
+func redacted(u *url.URL) string { return sessions.RedactURL(u.String()) }
