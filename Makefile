@@ -2,13 +2,39 @@
 # (SESSIONS_REQUIRE_SERVERS=1 turns a missing server into a failure).
 GO ?= go
 
-.PHONY: test vet bench bench-burst
+.PHONY: test vet bench bench-burst fuzz
 
 test: vet
 	SESSIONS_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 vet:
 	$(GO) vet ./...
+
+# make fuzz: every native fuzz target for FUZZTIME each (make test runs
+# their seed corpora, testdata/fuzz/ included, as ordinary tests). A failing
+# input is written to the package's testdata/fuzz/<Target>/.
+FUZZTIME ?= 1m
+FUZZ_TARGETS = \
+	./serializer:FuzzDecodeEnvelope \
+	./serializer:FuzzEnvelopeDecode \
+	./serializer:FuzzEnvelopeRoundTrip \
+	./serializer:FuzzEnvelopeSealed \
+	./serializer:FuzzCodecRoundTrip \
+	./serializer:FuzzCodecDecode \
+	.:FuzzParseCookie \
+	.:FuzzCookieValue \
+	.:FuzzParseConfig \
+	./drivers/redis:FuzzClientFromURL \
+	./drivers/memcached:FuzzParseURL \
+	./drivers/bolt:FuzzParseURL \
+	./drivers/sql:FuzzParseURL
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # make bench: side-by-side benchmarks (bench/, a module of its own) against
 # real servers in one `go test -bench` run, then the ratios from that run
