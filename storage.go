@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -286,7 +287,7 @@ func openStorage(ctx context.Context, spec string) (*storage, error) {
 	}
 	u, err := url.Parse(spec)
 	if err != nil {
-		return nil, fmt.Errorf("sessions: storage %q is not a valid URL: %w", redactURL(spec), err)
+		return nil, fmt.Errorf("sessions: storage %q is not a valid URL: %w", redactURL(spec), urlParseError(err))
 	}
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("sessions: storage %q has no URL scheme; registered schemes: %s",
@@ -345,7 +346,7 @@ func (sc StorageConfig) url() (string, error) {
 	}
 	u, err := url.Parse(sc.URL)
 	if err != nil {
-		return "", fmt.Errorf("sessions: storage URL %q: %w", redactURL(sc.URL), err)
+		return "", fmt.Errorf("sessions: storage URL %q: %w", redactURL(sc.URL), urlParseError(err))
 	}
 	q := u.Query()
 	for k, v := range sc.Options {
@@ -503,7 +504,7 @@ func RedactURL(spec string) string { return redactURL(spec) }
 func redactURL(spec string) string {
 	u, err := url.Parse(spec)
 	if err != nil {
-		return spec
+		return redactUnparsed(spec)
 	}
 	q := u.Query()
 	changed := false
@@ -520,6 +521,29 @@ func redactURL(spec string) string {
 		return spec
 	}
 	return u.Redacted()
+}
+
+// Password-shaped parts of a URL that did not parse: user information's
+// password, and password options.
+var (
+	unparsedUserPassword = regexp.MustCompile(`^([^:/?#]+://[^/?#@]*?:)[^/?#]*@`)
+	unparsedPasswordOpt  = regexp.MustCompile(`(?i)([?&][^=&]*password[^=&]*=)[^&#]*`)
+)
+
+// redactUnparsed masks the passwords of a URL that url.Parse rejected, so
+// that an error about it (a typo in a port) does not print them.
+func redactUnparsed(spec string) string {
+	spec = unparsedUserPassword.ReplaceAllString(spec, "${1}xxxxx@")
+	return unparsedPasswordOpt.ReplaceAllString(spec, "${1}xxxxx")
+}
+
+// urlParseError is url.Parse's error without the URL it repeats.
+func urlParseError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func (s *storage) isNotFound(err error) bool {

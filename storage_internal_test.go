@@ -1,6 +1,8 @@
 package sessions
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +49,27 @@ func TestStorageKeyHidesID(t *testing.T) {
 	k := storageKey("sess:", id)
 	if k == "sess:"+id || len(k) != len("sess:")+43 || storageKey("sess:", id) != k {
 		t.Fatalf("storageKey(%q) = %q: want a stable hash, not the ID", id, k)
+	}
+}
+
+// A storage URL that does not parse (a typo in its port) is reported
+// without its passwords.
+func TestUnparsableURLErrorHidesPassword(t *testing.T) {
+	for _, spec := range []string{
+		"redis://:s3cr3tPW@127.0.0.1:63x79/0",
+		"redis://user:s3cr3tPW@127.0.0.1:63x79/0",
+		"postgres://h:5x432/db?password=s3cr3tPW&sslmode=disable",
+	} {
+		_, err := OpenStorage(context.Background(), spec, nil)
+		if err == nil {
+			t.Fatalf("%s opened", spec)
+		}
+		if strings.Contains(err.Error(), "s3cr3tPW") {
+			t.Errorf("error shows the password: %v", err)
+		}
+		_, err = StorageConfig{URL: spec, Options: map[string]string{"x": "1"}}.url()
+		if err == nil || strings.Contains(err.Error(), "s3cr3tPW") {
+			t.Errorf("StorageConfig.url error shows the password or is nil: %v", err)
+		}
 	}
 }
