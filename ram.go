@@ -55,15 +55,6 @@ func (r *ram) shard(id string) *ramShard {
 	return &r.shards[maphash.String(r.seed, id)%ramShards]
 }
 
-// get returns the state under id without pinning it.
-func (r *ram) get(id string) *state {
-	sh := r.shard(id)
-	sh.mu.RLock()
-	st := sh.m[id]
-	sh.mu.RUnlock()
-	return st
-}
-
 // acquire pins and returns the state under id. When it is unused and was
 // last used before deadline (Unix ns), it is returned unpinned with
 // expired set: the caller decides under the write lock.
