@@ -4,29 +4,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/sessionstorage/sessions/internal/fuzzcheck"
 )
 
-const fuzzPassword = "s3cr3tPW"
+const fuzzPassword = fuzzcheck.Password
 
-// fuzzSecretOnly reports whether fuzzPassword occurs in raw only inside
-// the URL's passwords (user information and password= options), so that
-// an error mentioning it would be echoing a password.
-func fuzzSecretOnly(raw string, u *url.URL) bool {
-	n := 0
-	if u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			n += strings.Count(pw, fuzzPassword)
-		}
-	}
-	for k, vs := range u.Query() {
-		if strings.Contains(strings.ToLower(k), "password") {
-			for _, v := range vs {
-				n += strings.Count(v, fuzzPassword)
-			}
-		}
-	}
-	return n > 0 && n == strings.Count(raw, fuzzPassword)
-}
+func fuzzSecretOnly(raw string, u *url.URL) bool { return fuzzcheck.SecretOnly(raw, u, "password") }
 
 // FuzzClientFromURL: parsing a redis URL into a client (no connection is
 // made) never panics, and its error never contains the URL's password.
