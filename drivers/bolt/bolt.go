@@ -699,3 +699,105 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 		return nil
 	})
 }
+
+// CompareAndDelete deletes key, with its expiry index record, only if its
+// live value is byte for byte equal to old (an expired entry counts as
+// absent), and reports whether it deleted. A missing key is (false, nil).
+// The comparison and the delete happen in one bbolt Update transaction, so
+// of any number of concurrent calls with the same key and old, in this
+// process or another sharing the file through Open, at most one reports
+// true.
+func (s *Store) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	k, err := keyOf(key)
+	if err != nil {
+		return false, err
+	}
+	deleted := false
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		data, expiry, err := s.buckets(tx)
+		if err != nil {
+			return err
+		}
+		cur, _, ok, err := lookup(data, k, nowMS())
+		if err != nil || !ok || !bytes.Equal(cur, old) {
+			return err
+		}
+		deleted = true
+		return remove(data, expiry, k)
+	})
+	if err != nil {
+		return false, err
+	}
+	return deleted, nil
+}
+
+// expiringCheckEvery is how many index records ListExpiring reads between
+// checks of its context and of Close.
+const expiringCheckEvery = 1024
+
+// ListExpiring returns up to limit live entries whose key starts with
+// prefix and whose deadline is before the instant before, earliest first
+// (ties in key order), with copies of their values. It walks the expiry
+// index from now to before in one read transaction, so the result is a
+// consistent snapshot; entries without a time to live are never listed.
+// limit <= 0 lists nothing.
+func (s *Store) ListExpiring(ctx context.Context, prefix string, before time.Time, limit int) (keys []string, values [][]byte, err error) {
+	if err := s.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	if limit <= 0 {
+		return nil, nil, nil
+	}
+	// Deadlines are whole milliseconds: exp is before `before` iff exp < end.
+	end := before.UnixMilli()
+	if time.UnixMilli(end).Before(before) {
+		end++
+	}
+	p := []byte(prefix)
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		data, expiry, err := s.buckets(tx)
+		if err != nil || data == nil {
+			return err
+		}
+		now := nowMS()
+		if end <= 0 || uint64(end) <= now+1 {
+			return nil
+		}
+		c := expiry.Cursor()
+		read := 0
+		for ik, _ := c.Seek(indexKey(now+1, nil)); ik != nil && len(keys) < limit; ik, _ = c.Next() {
+			if read++; read%expiringCheckEvery == 0 {
+				if err := s.check(ctx); err != nil {
+					return err
+				}
+			}
+			if len(ik) < 8 {
+				continue
+			}
+			exp, key := binary.BigEndian.Uint64(ik[:8]), ik[8:]
+			if exp >= uint64(end) {
+				break
+			}
+			if !bytes.HasPrefix(key, p) {
+				continue
+			}
+			v, cur, ok, err := lookup(data, key, now)
+			if err != nil {
+				return err
+			}
+			if !ok || cur != exp { // a stale record: the entry moved or left
+				continue
+			}
+			keys = append(keys, string(key))
+			values = append(values, append(make([]byte, 0, len(v)), v...))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys, values, nil
+}

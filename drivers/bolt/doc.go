@@ -45,10 +45,11 @@
 // application's own data) can share one file.
 //
 // An entry whose deadline has passed is treated as absent at once by every
-// read (Get, GetWithTTL, CompareAndSwap, ListKeys). A background goroutine
-// deletes expired entries every sweep interval, in write transactions of at
-// most Options.SweepBatch entries each, until none is left; Sweep does the
-// same on demand. Deadlines use the local clock, in milliseconds.
+// read (Get, GetWithTTL, CompareAndSwap, CompareAndDelete, ListKeys,
+// ListExpiring). A background goroutine deletes expired entries and their
+// index records every sweep interval, in write transactions of at most
+// Options.SweepBatch entries each, until none is left; Sweep does the same
+// on demand. Deadlines use the local clock, in milliseconds.
 //
 // # Sharing a file
 //
@@ -70,9 +71,14 @@
 // Update transaction: it stores a value only if the current value equals an
 // expected one, or only if the key is absent (an expired entry counts as
 // absent). Store.CompareAndSwapMany does many of them, and Store.SetMany
-// many writes, in one transaction (one fsync). Store.ListKeys lists the live keys with a given prefix in key
-// (byte) order. Store.Sweep removes expired entries now. Store.Close stops
-// the sweeper and releases the file.
+// many writes, in one transaction (one fsync). Store.CompareAndDelete
+// deletes an entry only if it still holds an expected value, in one Update
+// transaction, so of several servers claiming the same entry exactly one
+// succeeds. Store.ListExpiring lists the live entries, with their values,
+// whose deadline falls before a given instant, earliest first, by walking
+// the expiry index. Store.ListKeys lists the live keys with a given prefix
+// in key (byte) order. Store.Sweep removes expired entries now.
+// Store.Close stops the sweeper and releases the file.
 //
 // Values are opaque byte strings: Set accepts []byte or string, Get returns
 // a fresh []byte that the caller owns. Tags (store.WithTags) and
