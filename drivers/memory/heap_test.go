@@ -59,9 +59,11 @@ func TestHeapInvariant(t *testing.T) {
 		for range 2000 {
 			k := fmt.Sprint("k", rng.IntN(500))
 			ttl := ttls[rng.IntN(len(ttls))]
-			switch rng.IntN(6) {
+			switch rng.IntN(7) {
 			case 0:
 				s.Delete(ctx, k)
+			case 6:
+				s.CompareAndDelete(ctx, k, []byte("v"))
 			case 1:
 				s.CompareAndSwap(ctx, k, nil, []byte("c"), ttl)
 			case 2:

@@ -3,14 +3,16 @@
 //
 // It keeps byte values in a sharded map with per-entry expiry. Every value
 // is copied in and out, so callers never share memory with the store. It
-// implements the optional capabilities the library uses: CompareAndSwap and
-// NotifyExpired. Expired entries are invisible at once and removed by a
-// background sweep (every SweepInterval, default 1 s), which delivers each
-// one to one expiry subscriber. Each shard keeps its entries that have a
-// TTL in a min-heap by deadline, so a sweep touches only expired entries,
-// and it takes a shard's lock for at most sweepSlice of them at a time.
-// The sweep goroutine starts with the first entry that has a TTL or the
-// first subscriber; Close stops it.
+// implements the optional capabilities the library uses: CompareAndSwap
+// (and CompareAndSwapMany, SetMany), CompareAndDelete, with which servers
+// sharing the store claim an entry exactly once, and ListExpiring, which
+// lists the entries about to expire. Each shard keeps its entries that have
+// a TTL in a min-heap by deadline: ListExpiring reads only the part of each
+// heap due before its bound. Expired entries are invisible at once and
+// removed by a background sweep (every SweepInterval, default 1 s) that
+// frees their memory; it touches only expired entries and takes a shard's
+// lock for at most sweepSlice of them at a time. The sweep goroutine starts
+// with the first entry that has a TTL; Close stops it.
 //
 // URL form (for sessions.Config.Storage): "memory" or "memory://". Data lives
 // only as long as the process; use it for single-server development and
@@ -18,9 +20,13 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
+	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +45,8 @@ const sweepSlice = 64
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
-	// SweepInterval is how often expired entries are removed and reported
-	// to expiry subscribers. Default 1 s.
+	// SweepInterval is how often expired entries are removed, to free
+	// their memory (they are invisible from their deadline on). Default 1 s.
 	SweepInterval time.Duration
 }
 
@@ -51,9 +57,6 @@ type Store struct {
 	shards [shardCount]shard
 	sweep  time.Duration
 
-	subMu  sync.Mutex
-	subs   []*subscriber
-	next   atomic.Uint64 // round-robin over subs
 	start  sync.Once
 	stop   chan struct{}
 	done   chan struct{}
@@ -184,8 +187,6 @@ func (sh *shard) remove(k string) {
 		}
 	}
 }
-
-type subscriber struct{ fn func(string, []byte) }
 
 // New returns an empty Store.
 func New(opts Options) *Store {
@@ -395,27 +396,6 @@ func (s *Store) Len() int {
 	return n
 }
 
-// NotifyExpired registers fn to be told of entries the sweep removes. Each
-// expired entry goes to exactly one subscriber (round robin), on the sweep
-// goroutine. stop unregisters fn; it is safe to call more than once.
-func (s *Store) NotifyExpired(fn func(key string, value []byte)) (stop func()) {
-	sub := &subscriber{fn: fn}
-	s.subMu.Lock()
-	s.subs = append(s.subs, sub)
-	s.subMu.Unlock()
-	s.startSweeper()
-	return func() {
-		s.subMu.Lock()
-		defer s.subMu.Unlock()
-		for i, x := range s.subs {
-			if x == sub {
-				s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
-				return
-			}
-		}
-	}
-}
-
 // Close stops the sweep goroutine. The data stays readable; entries simply
 // stop being swept. Close is idempotent.
 func (s *Store) Close() error {
@@ -452,50 +432,30 @@ func (s *Store) sweepLoop() {
 	}
 }
 
-// SweepExpired removes the entries expired now and reports each to one
-// subscriber, outside any lock. It takes each shard's lock for at most
-// sweepSlice entries at a time, and a shard with none expired for a single
-// look at its soonest deadline. The background sweep calls it; tests may
-// call it directly.
-func (s *Store) SweepExpired() {
+// SweepExpired removes the entries expired now and returns how many. It
+// takes each shard's lock for at most sweepSlice entries at a time, and a
+// shard with none expired for a single look at its soonest deadline. The
+// background sweep calls it; tests may call it directly.
+func (s *Store) SweepExpired() int {
 	now := time.Now().UnixNano()
-	type expired struct {
-		key   string
-		value []byte
-	}
-	gone := make([]expired, 0, sweepSlice)
+	removed := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
 		for {
-			gone = gone[:0]
+			n := 0
 			sh.mu.Lock()
-			for len(gone) < sweepSlice && len(sh.h) > 0 && !live(sh.h[0].expires, now) {
-				k := sh.h[0].n.key
-				gone = append(gone, expired{k, sh.m[k].value})
-				sh.remove(k)
+			for n < sweepSlice && len(sh.h) > 0 && !live(sh.h[0].expires, now) {
+				sh.remove(sh.h[0].n.key)
+				n++
 			}
 			sh.mu.Unlock()
-			for _, e := range gone {
-				s.deliver(e.key, e.value)
-			}
-			if len(gone) < sweepSlice {
+			removed += n
+			if n < sweepSlice {
 				break
 			}
 		}
 	}
-}
-
-// deliver hands an expired entry to the next subscriber, if any.
-func (s *Store) deliver(key string, value []byte) {
-	s.subMu.Lock()
-	var sub *subscriber
-	if n := len(s.subs); n > 0 {
-		sub = s.subs[s.next.Add(1)%uint64(n)]
-	}
-	s.subMu.Unlock()
-	if sub != nil {
-		sub.fn(key, value)
-	}
+	return removed
 }
 
 // SetMany stores copies of values[i] under keys[i], each with the time to
@@ -529,4 +489,111 @@ func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, val
 		swapped[i] = ok
 	}
 	return swapped, nil
+}
+
+// CompareAndDelete deletes key only if its live value equals old byte for
+// byte (an expired entry counts as absent) and reports whether it deleted.
+// The comparison and the delete happen under the shard's lock, so of any
+// number of concurrent calls with the same key and old at most one reports
+// true. A missing key is (false, nil).
+func (s *Store) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur, ok := sh.m[key]
+	if !ok || !live(cur.expires, time.Now().UnixNano()) || string(cur.value) != string(old) {
+		return false, nil
+	}
+	sh.remove(key)
+	return true, nil
+}
+
+// expiringEntry is a ListExpiring candidate.
+type expiringEntry struct {
+	key     string
+	value   []byte // the stored slice, never modified in place: copied at the end
+	expires int64
+}
+
+// ListExpiring returns up to limit live entries whose key starts with
+// prefix and whose deadline is before the instant before, earliest first
+// (ties in key order), with copies of their values. Entries without a TTL
+// are never listed; limit <= 0 lists nothing. Each shard is read under its
+// read lock, one at a time, so the result is not one snapshot of the whole
+// store: an entry written meanwhile may or may not be listed.
+func (s *Store) ListExpiring(ctx context.Context, prefix string, before time.Time, limit int) (keys []string, values [][]byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if limit <= 0 {
+		return nil, nil, nil
+	}
+	if !before.After(time.Unix(0, 0)) {
+		return nil, nil, nil
+	}
+	end := int64(math.MaxInt64) // UnixNano is undefined past 2262
+	if before.Before(time.Unix(0, math.MaxInt64)) {
+		end = before.UnixNano()
+	}
+	byDeadline := func(a, b expiringEntry) int {
+		if c := cmp.Compare(a.expires, b.expires); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	}
+	var found []expiringEntry
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		fromShard := s.shards[i].expiring(prefix, time.Now().UnixNano(), end)
+		// Only the shard's earliest limit entries can be among the
+		// store's earliest limit.
+		if len(fromShard) > limit {
+			slices.SortFunc(fromShard, byDeadline)
+			fromShard = fromShard[:limit]
+		}
+		found = append(found, fromShard...)
+	}
+	slices.SortFunc(found, byDeadline)
+	found = found[:min(limit, len(found))]
+	keys = make([]string, len(found))
+	values = make([][]byte, len(found))
+	for i, e := range found {
+		keys[i] = e.key
+		values[i] = append(make([]byte, 0, len(e.value)), e.value...)
+	}
+	return keys, values, nil
+}
+
+// expiring returns the shard's entries whose key starts with prefix and
+// whose deadline is in (now, end), in no particular order. A heap node is
+// due no earlier than its parent, so it skips every subtree whose root is
+// due at or after end.
+func (sh *shard) expiring(prefix string, now, end int64) []expiringEntry {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	var out []expiringEntry
+	var pending []int
+	if len(sh.h) > 0 {
+		pending = append(pending, 0)
+	}
+	for len(pending) > 0 {
+		i := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		sl := sh.h[i]
+		if sl.expires >= end {
+			continue
+		}
+		for c := 4*i + 1; c <= 4*i+4 && c < len(sh.h); c++ {
+			pending = append(pending, c)
+		}
+		if live(sl.expires, now) && strings.HasPrefix(sl.n.key, prefix) {
+			out = append(out, expiringEntry{sl.n.key, sh.m[sl.n.key].value, sl.expires})
+		}
+	}
+	return out
 }
