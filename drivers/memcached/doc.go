@@ -55,8 +55,8 @@
 // gomemcache takes no context, so the sessions library's
 // Config.StorageTimeout cannot reach it: the timeout option alone bounds
 // each call to a hung or unreachable server (about timeout per round trip;
-// CompareAndSwap of an existing item makes two, and checks the context
-// between them). Set timeout no higher than StorageTimeout (default 2 s),
+// CompareAndSwap of an existing item makes two, CompareAndDelete up to
+// three, and both check the context between them). Set timeout no higher than StorageTimeout (default 2 s),
 // or a request may wait on memcached longer than StorageTimeout promises.
 //
 // # Capabilities
@@ -67,9 +67,19 @@
 // comparison and cas with the item's CAS id, which the server refuses if
 // the item changed in between.
 //
-// There is no ListKeys: memcached cannot list keys reliably (lru_crawler
-// metadump is per server, best effort, and may miss or repeat items), so
-// the library falls back to what it does without that capability.
+// It also adds CompareAndDelete, with which the servers sharing the store
+// decide which one reports a session's end. memcached has no conditional
+// delete, so the claim is gets, a byte comparison and cas of the item to
+// an empty value with a one-second expiration (only one of concurrent
+// claimers' cas succeeds), then a plain delete, best effort. Until the
+// delete or the expiration removes it, a reader may see an empty value
+// under the key, which the sessions library reads as absent; an empty
+// value is therefore never claimed.
+//
+// There is no ListKeys and no ListExpiring: memcached cannot list keys
+// reliably (lru_crawler metadump is per server, best effort, and may miss
+// or repeat items), so the library falls back to what it does without
+// those capabilities.
 //
 // # Quirks handled by the driver
 //

@@ -33,7 +33,8 @@ const (
 var ErrTooLarge = errors.New("memcached: item too large")
 
 // Store is gocache's memcache store (embedded) with memcached's quirks fixed
-// in its own methods, plus the CompareAndSwap capability. GetType reports
+// in its own methods, plus the CompareAndSwap and CompareAndDelete
+// capabilities. GetType reports
 // "memcached" (not gocache's "memcache": the sessions core corrects TTLs
 // for the raw gocache store, and this one needs no correction). It is safe
 // for concurrent use.
@@ -246,6 +247,58 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		return false, nil
 	}
 	return false, fmt.Errorf("memcached: CompareAndSwap %s: %w", key, err)
+}
+
+// claimExpiration is the expiration, in seconds, of the empty item
+// CompareAndDelete leaves behind should its delete fail.
+const claimExpiration = 1
+
+// CompareAndDelete deletes key only if its value is byte for byte equal to
+// old and not empty, and reports whether it deleted. A missing (or
+// expired) key, or one holding an empty value, is (false, nil).
+//
+// memcached has no conditional delete, so the claim is a cas: gets (value
+// and CAS id), a comparison here, then cas with that id of the item to an
+// empty value with a one-second expiration, which the server refuses if
+// the item changed or vanished in between. Of any number of concurrent
+// calls with the same key and old, in every process, only one cas
+// succeeds, and only that call reports true. A plain delete follows, best
+// effort: if it fails (or ctx ends first) the call still reports true and
+// the empty item expires within about a second. Until then a reader may
+// see an empty value under key, which the sessions library reads as
+// absent; for the same reason an empty value is never claimed, so that
+// two callers cannot both claim that empty item.
+func (s *Store) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if len(old) == 0 { // only an empty value could match: never claimed
+		return false, nil
+	}
+	cur, err := s.client.Get(key)
+	switch {
+	case errors.Is(err, memcache.ErrCacheMiss):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("memcached: CompareAndDelete %s: %w", key, err)
+	case !bytes.Equal(cur.Value, old):
+		return false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	cur.Value, cur.Expiration = []byte{}, claimExpiration
+	err = s.client.CompareAndSwap(cur)
+	switch {
+	case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrNotStored), errors.Is(err, memcache.ErrCacheMiss):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("memcached: CompareAndDelete %s: %w", key, err)
+	}
+	if ctx.Err() == nil {
+		_ = s.client.Delete(key) // best effort: the empty item expires anyway
+	}
+	return true, nil
 }
 
 // checkSize refuses an item memcached would reject as too large.

@@ -488,6 +488,12 @@ func TestNoListKeys(t *testing.T) {
 	if _, ok := st.(sessions.CompareAndSwapStore); !ok {
 		t.Error("Store does not implement sessions.CompareAndSwapStore")
 	}
+	if _, ok := st.(sessions.CompareAndDeleteStore); !ok {
+		t.Error("Store does not implement sessions.CompareAndDeleteStore")
+	}
+	if _, ok := st.(sessions.ExpiryLister); ok {
+		t.Error("Store has ListExpiring; memcached cannot list")
+	}
 }
 
 func TestCancelledContext(t *testing.T) {
@@ -508,6 +514,9 @@ func TestCancelledContext(t *testing.T) {
 	}
 	if _, err := s.CompareAndSwap(ctx, p+"k", nil, []byte("v"), 0); !errors.Is(err, context.Canceled) {
 		t.Errorf("CompareAndSwap: %v", err)
+	}
+	if _, err := s.CompareAndDelete(ctx, p+"k", []byte("v")); !errors.Is(err, context.Canceled) {
+		t.Errorf("CompareAndDelete: %v", err)
 	}
 	if err := s.Clear(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Clear: %v", err)
@@ -578,6 +587,10 @@ func TestServerKilled(t *testing.T) {
 			return err
 		},
 		"Delete": func() error { return s.Delete(ctx, "sess:a") },
+		"CompareAndDelete": func() error {
+			_, err := s.CompareAndDelete(ctx, "sess:a", []byte("1"))
+			return err
+		},
 	}
 	for name, call := range calls {
 		start := time.Now()

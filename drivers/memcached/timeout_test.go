@@ -69,6 +69,10 @@ func TestHungServerCallsBoundedByTimeout(t *testing.T) {
 			return err
 		},
 		"Delete": func(ctx context.Context) error { return s.Delete(ctx, "sess:a") },
+		"CompareAndDelete": func(ctx context.Context) error {
+			_, err := s.CompareAndDelete(ctx, "sess:a", []byte("1"))
+			return err
+		},
 	}
 	for name, call := range calls {
 		ctx, cancel := context.WithTimeout(bg, time.Minute)
