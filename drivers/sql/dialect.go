@@ -141,6 +141,8 @@ type queries struct {
 	casInsert               string // old == nil: insert (PostgreSQL, SQLite: or replace an expired row)
 	casReplaceExpired       string // MySQL only: replace an expired row
 	casVerify               string // MySQL only: does the row hold exactly (value, expires_at)?
+	casDelete               string // key, old value, now
+	listExpiring            string // now, before, key pattern (keyPattern), limit
 	sweep                   string
 	listFirst, listNext     string
 	probe                   string
@@ -191,6 +193,22 @@ func buildQueries(d Dialect, t table) queries {
 	}
 
 	reset()
+	q.casDelete = fmt.Sprintf("DELETE FROM %s WHERE %s = %s AND %s = %s AND (%s IS NULL OR %s > %s)",
+		T, k, p(), v, p(), e, e, p())
+
+	// The range on expires_at and the order come from its index; the key
+	// pattern filters the rows of that range. SQLite's LIKE ignores ASCII
+	// case, its GLOB does not.
+	reset()
+	now, before := p(), p()
+	match := "LIKE " + p() + " ESCAPE '" + likeEscape + "'"
+	if d == SQLite {
+		match = "GLOB ?"
+	}
+	q.listExpiring = fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s > %s AND %s < %s AND %s %s ORDER BY %s LIMIT %s",
+		k, v, T, e, now, e, before, k, match, e, p())
+
+	reset()
 	switch d {
 	case Postgres:
 		// SKIP LOCKED: sweepers on several servers share the work
@@ -209,6 +227,38 @@ func buildQueries(d Dialect, t table) queries {
 
 	q.probe = fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE 1 = 0", k, v, e, T)
 	return q
+}
+
+// likeEscape is the escape character of listExpiring's LIKE pattern: not
+// a backslash, whose meaning in a string literal depends on MySQL's
+// NO_BACKSLASH_ESCAPES and PostgreSQL's standard_conforming_strings.
+const likeEscape = "!"
+
+// keyPattern is the listExpiring pattern that matches the keys starting
+// with prefix: a LIKE pattern, or for SQLite a GLOB pattern.
+func (d Dialect) keyPattern(prefix string) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + 8)
+	for i := range len(prefix) { // every special character is ASCII
+		c := prefix[i]
+		switch {
+		case d == SQLite && (c == '*' || c == '?' || c == '['):
+			b.WriteByte('[')
+			b.WriteByte(c)
+			b.WriteByte(']')
+		case d != SQLite && (c == '%' || c == '_' || c == likeEscape[0]):
+			b.WriteString(likeEscape)
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	if d == SQLite {
+		b.WriteByte('*')
+	} else {
+		b.WriteByte('%')
+	}
+	return b.String()
 }
 
 // Bounds of one SetMany statement. Each is far below its dialect's limit

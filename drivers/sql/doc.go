@@ -118,12 +118,13 @@
 //
 // expires_at is the deadline in Unix milliseconds by the clock of the
 // process that wrote the row, or NULL for no expiry. Every read (Get,
-// GetWithTTL, CompareAndSwap, ListKeys) treats a row whose deadline has
-// passed as absent. A background goroutine deletes expired rows every
-// sweep interval, in DELETE statements of at most SweepBatch rows each,
-// until none is left (PostgreSQL uses FOR UPDATE SKIP LOCKED, so the
-// sweepers of several servers share the work). Sweep does the same on
-// demand. Close stops the sweeper, interrupting a running statement.
+// GetWithTTL, CompareAndSwap, CompareAndDelete, ListKeys, ListExpiring)
+// treats a row whose deadline has passed as absent. A background goroutine
+// deletes expired rows every sweep interval, in DELETE statements of at
+// most SweepBatch rows each, until none is left (PostgreSQL uses FOR
+// UPDATE SKIP LOCKED, so the sweepers of several servers share the work).
+// Sweep does the same on demand. Close stops the sweeper, interrupting a
+// running statement.
 //
 // # Capabilities beyond gocache
 //
@@ -139,7 +140,14 @@
 // MySQL a transaction that locks the rows, compares in Go and writes the
 // winners with multi-row statements. Store.SetMany writes a batch with one
 // multi-row upsert per chunk. Store.ListKeys lists live keys with a
-// given prefix in byte order, a page at a time. Values are opaque byte
-// strings: Set accepts []byte or string, Get returns a fresh []byte. Tags
-// (store.WithTags) and Invalidate are not supported.
+// given prefix in byte order, a page at a time. Store.CompareAndDelete is
+// one DELETE whose WHERE clause compares the value, so of several racing
+// calls with the same old value exactly one deletes. Store.ListExpiring
+// lists the live entries with a key prefix whose deadline comes before a
+// given instant, earliest first, in one query over the expires_at index
+// (a LIKE with the prefix escaped; GLOB on SQLite, whose LIKE ignores
+// case): the rows are their own expiry index, so it follows every write
+// and the sweeper clears it. Values are opaque byte strings: Set accepts
+// []byte or string, Get returns a fresh []byte. Tags (store.WithTags) and
+// Invalidate are not supported.
 package sqlstore

@@ -102,8 +102,9 @@ func TestMariaDB(t *testing.T) {
 	runSuite(t, backend{dialect: MySQL, url: srv.URL(), schema: srv.DB()})
 }
 
-// TestMariaDBFoundRows runs the compare-and-swap tests on connections with
-// CLIENT_FOUND_ROWS, which changes what MySQL reports as affected rows.
+// TestMariaDBFoundRows runs the compare-and-swap and compare-and-delete
+// tests on connections with CLIENT_FOUND_ROWS, which changes what MySQL
+// reports as affected rows.
 func TestMariaDBFoundRows(t *testing.T) {
 	t.Parallel()
 	srv := testservers.SharedMariaDB(t)
@@ -112,6 +113,8 @@ func TestMariaDBFoundRows(t *testing.T) {
 	t.Run("CompareAndSwapRace", func(t *testing.T) { t.Parallel(); testCompareAndSwapRace(t, b) })
 	t.Run("CASManyCrossCheck", func(t *testing.T) { t.Parallel(); testCASManyCrossCheck(t, b) })
 	t.Run("CASManyRace", func(t *testing.T) { t.Parallel(); testCASManyRace(t, b) })
+	t.Run("CompareAndDelete", func(t *testing.T) { t.Parallel(); testCompareAndDelete(t, b) })
+	t.Run("CompareAndDeleteRace", func(t *testing.T) { t.Parallel(); testCompareAndDeleteRace(t, b) })
 }
 
 func TestSQLitePragmas(t *testing.T) {
@@ -156,6 +159,12 @@ func runSuite(t *testing.T, b backend) {
 		{"CASManyPerEntry", testCASManyPerEntry},
 		{"CASManyCancel", testCASManyCancel},
 		{"CASManyRace", testCASManyRace},
+		{"CompareAndDelete", testCompareAndDelete},
+		{"CompareAndDeleteRace", testCompareAndDeleteRace},
+		{"ListExpiring", testListExpiring},
+		{"ListExpiringPatterns", testListExpiringPatterns},
+		{"ListExpiringFollowsWrites", testListExpiringFollowsWrites},
+		{"ListExpiringClaims", testListExpiringClaims},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
