@@ -111,9 +111,37 @@
 //   - CompareAndSwap: an atomic conditional write in one round trip, a Lua
 //     script run with EVALSHA that falls back to EVAL (after a server
 //     restart, say). TTLs are in milliseconds, rounded up.
+//   - CompareAndSwapMany and SetMany: many writes in one pipeline.
 //   - ListKeys: SCAN MATCH <prefix>* COUNT 1000, with the prefix's glob
 //     characters escaped; on a cluster every master is scanned (on a Ring
 //     every shard). Keys come in no particular order, each once.
+//   - CompareAndDelete: an atomic conditional delete, a Lua script on the
+//     one key (so it works on a cluster).
+//   - ListExpiring: the entries about to expire, from the expiry index.
+//
+// # The expiry index
+//
+// Every write with a time to live (Set with store.WithExpiration, SetMany,
+// CompareAndSwap, CompareAndSwapMany) records the entry's expiry time in
+// the sorted set "sessions-expiry-index" (ExpiryIndexKey; member: the
+// entry's key, score: Unix milliseconds by the clock of the server holding
+// the set), which ListExpiring reads. Writes without a time to live,
+// Delete and CompareAndDelete remove the key's record. Set and SetMany
+// send the record in the same pipeline as the write; CompareAndSwap(Many)
+// after a successful swap, one more round trip, because on a cluster the
+// index lives in its own slot (all its updates go to that one master).
+// The set cleans up after itself, with nobody calling ListExpiring: each
+// update drops the records whose time is past and makes the set expire
+// (PEXPIREAT) just after its latest record, so when the last entry
+// expires or is deleted, the set is gone too. ListExpiring also removes
+// the records of entries found missing, and moves those of entries found
+// to live longer to their real expiry time, each only if its score is
+// still the one it read. It checks each entry's PTTL, so it never reports
+// an entry that lives past the requested instant, but two servers writing
+// one key with different TTLs at the same moment can leave the record of
+// the other write (a later time than the entry's: the entry may expire
+// unlisted). The scripts read TIME before writing, which needs Redis 5 or
+// newer.
 //
 // # Quirks of the gocache store, absorbed by the sessions core
 //

@@ -16,11 +16,12 @@ import (
 // how many keys the server examines per round trip.
 const ScanCount = 1000
 
-// Store is gocache's redis store (embedded, so every
-// store.StoreInterface method is gocache's own) plus the optional
+// Store is gocache's redis store (embedded: every store.StoreInterface
+// method is gocache's own, except Set and Delete, which behave as
+// gocache's and also keep the expiry index) plus the optional
 // capabilities the sessions library discovers by type assertion:
-// CompareAndSwap and ListKeys. GetType reports "redis". It is safe for
-// concurrent use.
+// CompareAndSwap(Many), SetMany, ListKeys, CompareAndDelete and
+// ListExpiring. GetType reports "redis". It is safe for concurrent use.
 //
 // Note that the embedded Clear is gocache's FLUSHALL: it empties every
 // database of the server (or every master of a cluster), not only this
@@ -30,6 +31,12 @@ type Store struct {
 
 	client goredis.UniversalClient
 	owned  bool // created by Open from a URL: Close closes it
+
+	// indexKey is the expiry index: ExpiryIndexKey (tests use others).
+	indexKey string
+	// noExpiryIndex turns the expiry index off (for benchmarks measuring
+	// its cost): ListExpiring then finds nothing.
+	noExpiryIndex bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -42,7 +49,7 @@ func New(client goredis.UniversalClient) *Store {
 	if client == nil {
 		panic("redis: New with a nil client")
 	}
-	return &Store{RedisStore: redisstore.NewRedis(client), client: client}
+	return &Store{RedisStore: redisstore.NewRedis(client), client: client, indexKey: ExpiryIndexKey}
 }
 
 // Client returns the go-redis client the store uses.
@@ -98,7 +105,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	if ttl < 0 {
 		return false, fmt.Errorf("redis: CompareAndSwap %s with a negative TTL %v", key, ttl)
 	}
-	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	ms := millis(ttl)
 	absent := "0"
 	if old == nil {
 		absent = "1"
@@ -107,7 +114,13 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	if err != nil {
 		return false, fmt.Errorf("redis: CompareAndSwap %s: %w", key, err)
 	}
-	return n == 1, nil
+	if n != 1 {
+		return false, nil
+	}
+	if err := s.indexUpdate(ctx, ttl, []string{key}); err != nil {
+		return true, fmt.Errorf("redis: CompareAndSwap %s stored, but: %w", key, err)
+	}
+	return true, nil
 }
 
 // CompareAndSwapMany performs CompareAndSwap for every entry i and reports
@@ -122,10 +135,10 @@ func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, val
 	if ttl < 0 {
 		return nil, fmt.Errorf("redis: CompareAndSwapMany with a negative TTL %v", ttl)
 	}
-	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	ms := millis(ttl)
 	run := func(load bool) ([]*goredis.Cmd, error) {
 		cmds := make([]*goredis.Cmd, len(keys))
-		_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		_, err := s.pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range keys {
 				absent := "0"
 				if olds[i] == nil {
@@ -149,12 +162,18 @@ func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, val
 		return nil, fmt.Errorf("redis: CompareAndSwapMany of %d entries: %w", len(keys), err)
 	}
 	swapped := make([]bool, len(keys))
+	var stored []string
 	for i, c := range cmds {
 		n, err := c.Int64()
 		if err != nil {
 			return nil, fmt.Errorf("redis: CompareAndSwapMany %s: %w", keys[i], err)
 		}
-		swapped[i] = n == 1
+		if swapped[i] = n == 1; swapped[i] {
+			stored = append(stored, keys[i])
+		}
+	}
+	if err := s.indexUpdate(ctx, ttl, stored); err != nil {
+		return nil, fmt.Errorf("redis: CompareAndSwapMany of %d entries: %w", len(keys), err)
 	}
 	return swapped, nil
 }
@@ -273,12 +292,31 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 	if r := ttl % time.Millisecond; r != 0 {
 		ttl += time.Millisecond - r
 	}
-	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	var index []goredis.Cmder // one per indexBatch keys
+	_, err := s.pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, k := range keys {
 			p.Set(ctx, k, values[i], ttl)
 		}
+		if !s.noExpiryIndex {
+			for i := 0; i < len(keys); i += indexBatch {
+				index = append(index, s.queueIndexUpdate(ctx, p, ttl, keys[i:min(i+indexBatch, len(keys))]))
+			}
+		}
 		return nil
 	})
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		err = nil // the server lost its script cache (a restart): run them again
+		for i, c := range index {
+			if goredis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				err = s.indexUpdate(ctx, ttl, keys[i*indexBatch:min((i+1)*indexBatch, len(keys))])
+			} else if c.Err() != nil {
+				err = c.Err()
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("redis: SetMany of %d entries: %w", len(keys), err)
 	}

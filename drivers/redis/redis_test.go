@@ -585,6 +585,18 @@ func TestCancelledContext(t *testing.T) {
 	if err := s.ListKeys(ctx, "", func(string) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("ListKeys: %v", err)
 	}
+	if err := s.Set(ctx, "k", []byte("v"), store.WithExpiration(time.Minute)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Set with a TTL: %v", err)
+	}
+	if err := s.SetMany(ctx, []string{"k"}, [][]byte{[]byte("v")}, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("SetMany: %v", err)
+	}
+	if _, err := s.CompareAndDelete(ctx, "k", []byte("v")); !errors.Is(err, context.Canceled) {
+		t.Errorf("CompareAndDelete: %v", err)
+	}
+	if _, _, err := s.ListExpiring(ctx, "", time.Now().Add(time.Hour), 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("ListExpiring: %v", err)
+	}
 	if _, err := s.Get(context.Background(), "k"); !errors.Is(err, &store.NotFound{}) {
 		t.Errorf("the cancelled Set stored: %v", err)
 	}
@@ -650,6 +662,14 @@ func TestServerKilled(t *testing.T) {
 		},
 		"ListKeys": func(ctx context.Context) error { return s.ListKeys(ctx, "sess:", func(string) error { return nil }) },
 		"Delete":   func(ctx context.Context) error { return s.Delete(ctx, "sess:a") },
+		"CompareAndDelete": func(ctx context.Context) error {
+			_, err := s.CompareAndDelete(ctx, "sess:a", []byte("1"))
+			return err
+		},
+		"ListExpiring": func(ctx context.Context) error {
+			_, _, err := s.ListExpiring(ctx, "sess:", time.Now().Add(time.Hour), 10)
+			return err
+		},
 	}
 	for name, call := range calls {
 		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -680,5 +700,28 @@ func TestServerKilled(t *testing.T) {
 	}
 	if got, err := getBytes(t, s, "sess:b"); err != nil || string(got) != "y" {
 		t.Errorf("after restart: %q, %v", got, err)
+	}
+	// So do the expiry index's scripts, in and out of pipelines.
+	srv.Restart(t)
+	if err := s.Set(ctx, "sess:c", []byte("c"), store.WithExpiration(time.Minute)); err != nil {
+		t.Errorf("Set after restart: %v", err)
+	}
+	srv.Restart(t)
+	if err := s.SetMany(ctx, []string{"sess:d"}, [][]byte{[]byte("d")}, time.Minute); err != nil {
+		t.Errorf("SetMany after restart: %v", err)
+	}
+	srv.Restart(t)
+	if err := s.Set(ctx, "sess:e", []byte("e"), store.WithExpiration(2*time.Minute)); err != nil {
+		t.Errorf("Set after restart: %v", err)
+	}
+	if ok, err := s.CompareAndDelete(ctx, "sess:e", []byte("e")); !ok || err != nil {
+		t.Errorf("CompareAndDelete after restart: %v, %v", ok, err)
+	}
+	srv.Restart(t)
+	if err := s.SetMany(ctx, []string{"sess:f"}, [][]byte{[]byte("f")}, time.Minute); err != nil {
+		t.Errorf("SetMany after restart: %v", err)
+	}
+	if keys, _, err := s.ListExpiring(ctx, "sess:", time.Now().Add(time.Hour), 10); err != nil || !slices.Equal(keys, []string{"sess:f"}) {
+		t.Errorf("ListExpiring after restarts: %q, %v", keys, err)
 	}
 }

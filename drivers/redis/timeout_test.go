@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eko/gocache/lib/v4/store"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/sessionstorage/sessions"
@@ -146,6 +147,20 @@ func TestHungServerCallsEndWithContext(t *testing.T) {
 		},
 		"ListKeys": func(ctx context.Context) error { return s.ListKeys(ctx, "sess:", func(string) error { return nil }) },
 		"Delete":   func(ctx context.Context) error { return s.Delete(ctx, "sess:a") },
+		"SetWithTTL": func(ctx context.Context) error {
+			return s.Set(ctx, "sess:a", []byte("2"), store.WithExpiration(time.Minute))
+		},
+		"SetMany": func(ctx context.Context) error {
+			return s.SetMany(ctx, []string{"sess:a"}, [][]byte{[]byte("2")}, time.Minute)
+		},
+		"CompareAndDelete": func(ctx context.Context) error {
+			_, err := s.CompareAndDelete(ctx, "sess:a", []byte("1"))
+			return err
+		},
+		"ListExpiring": func(ctx context.Context) error {
+			_, _, err := s.ListExpiring(ctx, "sess:", time.Now().Add(time.Hour), 10)
+			return err
+		},
 	}
 	for name, call := range calls {
 		ctx, cancel := context.WithTimeout(bg, timeout)
