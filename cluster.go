@@ -672,22 +672,17 @@ func (m *Manager) read(ctx context.Context, key string) ([]byte, error) {
 	return data, err
 }
 
-// endExpired ends a session found past its deadline in storage.
-func (m *Manager) endExpired(ctx context.Context, st *state) {
+// endExpired ends a session found past its deadline in storage (cluster
+// mode), data being the stored bytes: the end fires here if this server
+// wins the claim.
+func (m *Manager) endExpired(ctx context.Context, st *state, data []byte) {
 	st.mu.Lock()
 	snap := m.snapshotLocked(st)
 	st.ended = true
 	st.mu.Unlock()
-	if m.cfg.Cluster {
-		ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-		if err := m.storage.delete(ctx, st.key); err == nil {
-			m.stats.deletes.Add(1)
-		}
-		cancel()
-	} else {
-		m.wb.addDelete(st.key)
+	if m.claimEnd(context.WithoutCancel(ctx), st.key, data) {
+		m.fireEnd(snap, EndTimeout)
 	}
-	m.fireEnd(snap, EndTimeout)
 }
 
 // forget takes a resident session out of memory (cluster mode) after
@@ -735,7 +730,7 @@ func (m *Manager) loadCluster(ctx context.Context, id string, now time.Time) (*s
 			m.release(st)
 		}
 		if env != nil {
-			m.endExpired(ctx, m.stateFromEnvelope(id, key, env, data, false))
+			m.endExpired(ctx, m.stateFromEnvelope(id, key, env, data, false), data)
 		}
 		return nil, nil
 	}

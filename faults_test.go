@@ -6,14 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
-	"github.com/sessionstorage/sessions/drivers/memory"
 	"github.com/sessionstorage/sessions/internal/faultstore"
 )
 
@@ -251,47 +249,5 @@ func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
 	eventually(t, 5*time.Second, "rewritten and evicted", func() bool { return b.has(kept.cookie) && n.m.Stats().Evicted > 0 })
 	if got := kept.must(n.h, "/get?k=a", 200); got != "1" {
 		t.Fatalf("after the outage: %q", got)
-	}
-}
-
-// reportingStore is a memory store whose expiry notifications the test
-// sends itself, as a buggy driver might.
-type reportingStore struct {
-	*memory.Store
-	mu  sync.Mutex
-	fns []func(key string, value []byte)
-}
-
-func (r *reportingStore) NotifyExpired(fn func(key string, value []byte)) (stop func()) {
-	r.mu.Lock()
-	r.fns = append(r.fns, fn)
-	r.mu.Unlock()
-	return func() {}
-}
-
-// An expiry the storage reports for a session whose own deadline has not
-// passed (a delete reported as an expiry) fires no end; it is counted.
-func TestExpiryReportBeforeDeadlineIsIgnored(t *testing.T) {
-	mem := memory.New(memory.Options{})
-	defer mem.Close()
-	rs := &reportingStore{Store: mem}
-	var ends atomic.Int32
-	m := mustNew(t, sessions.Config{Store: rs, WriteBehind: time.Millisecond, Logger: slogTo(&logBuffer{}),
-		OnSessionEnd: func(*sessions.Session, sessions.EndReason) { ends.Add(1) }})
-	defer m.Close(context.Background())
-	c := newClient(t)
-	c.must(m.Handler(testApp()), "/set?k=a&v=1", 200)
-	key := sessions.StorageKey("sess:", c.cookie)
-	var raw any
-	eventually(t, time.Second, "stored", func() bool { v, err := mem.Get(context.Background(), key); raw = v; return err == nil })
-	rs.mu.Lock()
-	fn := rs.fns[0]
-	rs.mu.Unlock()
-	fn(key, raw.([]byte)) // "expired", though its deadline is half an hour away
-	if n := ends.Load(); n != 0 {
-		t.Fatalf("OnSessionEnd fired %d times for a live session", n)
-	}
-	if n := m.Stats().IgnoredExpiries; n != 1 {
-		t.Fatalf("IgnoredExpiries = %d, want 1", n)
 	}
 }

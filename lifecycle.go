@@ -260,13 +260,12 @@ func (m *Manager) acquire(ctx context.Context, id string, ver version, now time.
 	if m.cfg.Cluster {
 		return m.loadCluster(ctx, id, now)
 	}
-	deadline := now.UnixNano() - int64(m.cfg.Timeout)
-	st, expired := m.ram.acquire(id, deadline)
+	st, expired := m.ram.acquire(id, now.UnixNano())
 	switch {
 	case expired:
 		// Past its deadline and not in use: it ends here, not later in
 		// a sweep (which would let this request revive it).
-		if st = m.ram.acquireUnlessExpired(m, id, deadline); st == nil {
+		if st = m.ram.acquireUnlessExpired(m, id, now.UnixNano()); st == nil {
 			return nil, nil
 		}
 	case st == nil:
@@ -361,6 +360,7 @@ func (m *Manager) await(ctx context.Context, st *state, id string) (*state, erro
 func (m *Manager) release(st *state) {
 	if tick := m.lastTick.Load(); tick > st.lastAccess.Load() {
 		st.lastAccess.Store(tick)
+		m.refreshIfDue(st, tick) // a long request: the stored deadline follows
 	}
 	st.users.Add(-1)
 }
@@ -403,16 +403,26 @@ func (m *Manager) loadSticky(ctx context.Context, id string, ver version, now ti
 	}
 	ph.mu.Lock()
 	ph.adoptLocked(env, data)
-	if !m.storage.hasCAS() {
-		ph.base = nil // writes are blind: no need to keep it
+	if !m.storage.hasCAS() && !m.claimsWithStorage() {
+		ph.base = nil // writes and ends are blind: no need to keep it
 	}
 	if env.Expires < now.UnixMilli() {
 		snap := m.snapshotLocked(ph)
 		ph.ended = true
 		ph.mu.Unlock()
-		m.wb.addDelete(key)
+		if !m.claimsWithStorage() {
+			m.wb.addDelete(key)
+			m.loadFailed(ph, nil)
+			m.fireEnd(snap, EndTimeout)
+			return nil, nil
+		}
+		// Claimed before the placeholder goes: requests waiting on it
+		// find no session, and the end fires on one server only.
+		won := m.claimEnd(context.WithoutCancel(ctx), key, data)
 		m.loadFailed(ph, nil)
-		m.fireEnd(snap, EndTimeout)
+		if won {
+			m.fireEnd(snap, EndTimeout)
+		}
 		return nil, nil
 	}
 	if ver.node != m.node && env.Revision >= ver.rev {
@@ -564,11 +574,11 @@ func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 	id, key := st.id, st.key
 	if m.cfg.Cluster && st.stored() {
 		// Cluster commits of this session hold commitMu, as this does:
-		// none can write it back between the delete and the end.
+		// none of this server's can write it back between the delete
+		// and the end.
+		base := st.base
 		st.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
-		err := m.storage.delete(ctx, key)
-		cancel()
+		won, err := m.deleteToEnd(key, base)
 		if err != nil {
 			m.storageFailed("invalidate", err)
 			m.log.Warn("sessions: Invalidate failed; the session is unchanged", "err", err)
@@ -577,6 +587,15 @@ func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 		m.stats.deletes.Add(1)
 		m.storageOK()
 		st.mu.Lock()
+		if !won {
+			// Ended on another server meanwhile (which fired the end):
+			// this request goes on as a guest.
+			st.ended = true
+			st.mu.Unlock()
+			m.ram.remove(id, st)
+			h.drop()
+			return nil, nil
+		}
 	}
 	snap := m.snapshotLocked(st)
 	st.ended = true
@@ -593,6 +612,34 @@ func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 	return snap, nil
 }
 
+// deleteToEnd deletes a session's stored entry for Invalidate (cluster
+// mode), reporting whether this call ended it, so that concurrent
+// Invalidates on several servers, or a timeout claimed meanwhile, fire
+// one end. With CompareAndDelete it deletes the copy it last saw, or the
+// one another server wrote since (the session is invalidated whatever it
+// holds); without it, it deletes and wins.
+func (m *Manager) deleteToEnd(key string, base []byte) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
+	defer cancel()
+	if !m.claimsWithStorage() || base == nil {
+		return true, m.storage.delete(ctx, key)
+	}
+	for {
+		won, err := m.storage.compareAndDelete(ctx, key, base)
+		if err != nil || won {
+			return won, err
+		}
+		m.stats.reads.Add(1)
+		base, err = m.storage.get(ctx, key)
+		if errors.Is(err, errNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
 // drop leaves the request without a session (h.mu held).
 func (h *Session) drop() {
 	if st, _ := h.cur(); h.pinned {
@@ -602,20 +649,35 @@ func (h *Session) drop() {
 	h.pinned, h.created, h.renewed, h.wrote = false, false, false, false
 }
 
-// endIdle ends a resident session that timed out (sticky mode); the
-// caller holds the RAM shard's write lock and checked that no request
-// uses st. It reports the end to fire once the lock is released, nil if
-// st had already ended.
-func (m *Manager) endIdleLocked(st *state) *Session {
+// endIdleLocked ends a resident session that timed out (sticky mode);
+// the caller holds the RAM shard's write lock and checked that no request
+// uses st. It returns the end for finishEnd to fire once the lock is
+// released; ended is false if st had already ended.
+func (m *Manager) endIdleLocked(st *state) (pe pendingEnd, ended bool) {
 	st.mu.Lock()
 	if st.ended {
 		st.mu.Unlock()
-		return nil
+		return pendingEnd{}, false
 	}
-	snap := m.snapshotLocked(st)
+	pe = pendingEnd{snap: m.snapshotLocked(st), key: st.key, base: st.base,
+		stored: st.stored(), sinceOutage: st.storedSinceOutageLocked()}
 	st.ended = true
-	key := st.key
 	st.mu.Unlock()
-	m.wb.addDelete(key) // before it leaves memory: see renew
-	return snap
+	if !pe.stored || !m.claimsWithStorage() {
+		m.wb.addDelete(pe.key) // before it leaves memory: see renew
+	}
+	return pe, true
+}
+
+// deadline returns when st times out (Unix ns): Timeout after the access
+// time of its stored copy, the deadline other servers and the storage's
+// claims judge it by; or, while it has never been stored or a refresh of
+// the stored copy is due (queued or being written), Timeout after its last
+// use.
+func (st *state) deadline() int64 {
+	last := st.lastAccess.Load()
+	if stored := st.storedAccess.Load() * int64(time.Millisecond); stored != 0 && last-stored < int64(st.m.touchEvery) {
+		return stored + int64(st.m.cfg.Timeout)
+	}
+	return last + int64(st.m.cfg.Timeout)
 }

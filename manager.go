@@ -84,13 +84,21 @@ type Config struct {
 	// OnSessionStart is called once when a new session is first written,
 	// on the request's goroutine, after the value is set.
 	OnSessionStart func(s *Session)
-	// OnSessionEnd is called once when a session ends by Invalidate or by
-	// timeout. For a timeout it is called on the server that finds the
-	// session expired: the one holding it in memory (sticky mode), the one
-	// whose request reads it after its deadline, or the one a storage with
-	// expiry notifications (the memory driver) reports to. A session that
-	// ended in storage is passed without its ID, which storage does not
-	// hold. Idle eviction is not an end. It must not block for long.
+	// OnSessionEnd is called when a session ends: by Invalidate, on the
+	// server that called it, or by timeout, once across all Managers that
+	// share the storage, decided by the storage: the server whose
+	// conditional delete of the expired entry succeeds calls it — the one
+	// holding the session in memory, one whose request reads it after its
+	// deadline, or, for a session no server holds (evicted, or written by
+	// a process that has exited), the first sweep after the deadline plus
+	// StorageTimeout+WriteBehind (a sweep runs every min(Timeout,
+	// IdleEvict)/4, at most 30 s). A server that dies between winning and
+	// calling it loses that one event. Storages that cannot list expiring
+	// entries (memcached, plain gocache stores) miss the third kind; New
+	// logs that once. The *Session is read-only; it carries the ID when
+	// the ending server held or read the session under it, and no ID when
+	// a sweep found it in storage (storage keys do not reveal IDs). Idle
+	// eviction is not an end. It must not block for long.
 	OnSessionEnd func(s *Session, reason EndReason)
 
 	// Logger receives the library's logs. Default slog.Default().
@@ -176,9 +184,6 @@ type Stats struct {
 	Conflicts      uint64 // cluster commits that had to merge another server's write
 	Evicted        uint64 // sessions dropped from memory for idleness
 	Ended          uint64 // sessions ended (timeout or Invalidate)
-	// IgnoredExpiries counts expiries the storage reported for sessions
-	// whose own deadline had not passed (a driver bug; no end fired).
-	IgnoredExpiries uint64
 	// Repersisted counts sessions queued to be written again because
 	// storage failed and recovered, and may have lost them (sticky mode).
 	Repersisted uint64
@@ -206,14 +211,11 @@ type Manager struct {
 	cancelFlush context.CancelFunc
 	wg          sync.WaitGroup
 	closed      atomic.Bool
-	stopNotify  func()
 
 	storageDown atomic.Bool
 	// markerWritten: this Manager's alive marker is in storage (sticky
 	// mode; see writeMarker).
 	markerWritten atomic.Bool
-	// ignoredExpiryLogged: a bogus expiry report was logged (once).
-	ignoredExpiryLogged atomic.Bool
 	// outages counts storage failures seen (each run of failed calls
 	// once): a stored copy read or written before the latest one may have
 	// been lost by the storage since.
@@ -235,7 +237,7 @@ type Manager struct {
 	now func() time.Time
 
 	stats struct {
-		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended, repersisted, ignoredExpiries atomic.Uint64
+		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended, repersisted atomic.Uint64
 	}
 }
 
@@ -283,18 +285,14 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	}
 	m.cookieAttrs, m.cookieDelete = cookieLines(m.cfg)
 	m.touchEvery = cfg.Timeout / 10
-	// Stored entries outlive their logical deadline (kept in the envelope
-	// and checked on every load) by a margin covering the Timeout/10 touch
-	// granularity. When sessions stay resident until they time out (sticky
-	// mode, IdleEvict off or not shorter than Timeout), this server ends
-	// them itself, so storage keeps its copy twice as long: its expiry must
-	// never beat the memory sweep and report the same end a second time.
-	m.storeTTL = cfg.Timeout + cfg.Timeout/5
-	if !cfg.Cluster && (cfg.IdleEvict < 0 || cfg.IdleEvict >= cfg.Timeout) {
-		m.storeTTL = 2 * cfg.Timeout
-	}
-	if be := m.storage.be(); be.expiry != nil {
-		m.stopNotify = be.expiry.NotifyExpired(m.storageExpired)
+	// Stored entries outlive their deadline (kept in the envelope and
+	// checked on every load) by Timeout, so that the sweeps' claims
+	// (claimExpired) find every entry between its deadline and its
+	// storage expiry, and a storage's time to live frees it when no
+	// server runs at all.
+	m.storeTTL = 2 * cfg.Timeout
+	if unreachable == nil {
+		m.warnIfEndsUnseen()
 	}
 	if unreachable != nil {
 		m.log.Error("sessions: storage unreachable at start; opening it in the background meanwhile (sticky mode serves new sessions from memory, cluster mode answers with the ErrorHandler)",
@@ -419,19 +417,18 @@ func (m *Manager) checkKey(key string) error {
 // Stats returns the Manager's counters.
 func (m *Manager) Stats() Stats {
 	return Stats{
-		Resident:        m.ram.len(),
-		PendingWrites:   m.wb.len(),
-		WriteBehindLag:  m.wb.lag(),
-		StorageReads:    m.stats.reads.Load(),
-		StorageWrites:   m.stats.writes.Load(),
-		StorageDeletes:  m.stats.deletes.Load(),
-		StorageErrors:   m.stats.errors.Load(),
-		CorruptEntries:  m.stats.corrupt.Load(),
-		Conflicts:       m.stats.conflicts.Load(),
-		Evicted:         m.stats.evicted.Load(),
-		Ended:           m.stats.ended.Load(),
-		Repersisted:     m.stats.repersisted.Load(),
-		IgnoredExpiries: m.stats.ignoredExpiries.Load(),
+		Resident:       m.ram.len(),
+		PendingWrites:  m.wb.len(),
+		WriteBehindLag: m.wb.lag(),
+		StorageReads:   m.stats.reads.Load(),
+		StorageWrites:  m.stats.writes.Load(),
+		StorageDeletes: m.stats.deletes.Load(),
+		StorageErrors:  m.stats.errors.Load(),
+		CorruptEntries: m.stats.corrupt.Load(),
+		Conflicts:      m.stats.conflicts.Load(),
+		Evicted:        m.stats.evicted.Load(),
+		Ended:          m.stats.ended.Load(),
+		Repersisted:    m.stats.repersisted.Load(),
 	}
 }
 
@@ -458,9 +455,6 @@ func (m *Manager) Close(ctx context.Context) error {
 		<-stopped
 	}
 	m.cancelFlush()
-	if m.stopNotify != nil {
-		m.stopNotify()
-	}
 	err := m.drain(ctx)
 	if cerr := m.storage.close(); cerr != nil && err == nil {
 		err = cerr
@@ -516,10 +510,8 @@ func (m *Manager) openLater() {
 		cancel()
 		if err == nil {
 			m.storage.opened(st)
-			if be := m.storage.be(); be.expiry != nil {
-				m.stopNotify = be.expiry.NotifyExpired(m.storageExpired) // read by Close after wg.Wait
-			}
 			m.log.Info("sessions: storage opened", "storage", m.storage.name)
+			m.warnIfEndsUnseen()
 			m.storageOK()
 			m.wb.signal()
 			return
@@ -553,30 +545,6 @@ func (k *keySet) first(key string) bool {
 	}
 	k.keys[key] = struct{}{}
 	return true
-}
-
-// storageExpired receives entries the storage expired (memory driver).
-func (m *Manager) storageExpired(key string, data []byte) {
-	if !strings.HasPrefix(key, m.cfg.KeyPrefix) {
-		return
-	}
-	env := m.decode(key, data)
-	if env == nil {
-		return
-	}
-	if env.Expires > m.now().UnixMilli() {
-		// Not past its own deadline: a store reporting a delete (or an
-		// overwrite) as an expiry. Not an end.
-		m.stats.ignoredExpiries.Add(1)
-		if m.ignoredExpiryLogged.CompareAndSwap(false, true) {
-			m.log.Warn("sessions: the storage reported an expiry of a session whose deadline has not passed; ignored (a driver bug: NotifyExpired must report only entries it expired)",
-				"storage", m.storage.name, "key", key)
-		}
-		return
-	}
-	st := m.stateFromEnvelope("", key, env, data, false)
-	st.lastAccess.Store(env.LastAccess * int64(time.Millisecond))
-	m.fireEnd(m.snapshotLocked(st), EndTimeout) // st is not shared: no lock needed
 }
 
 func (m *Manager) storageFailed(op string, err error) {

@@ -101,10 +101,17 @@ func (h *Session) release() {
 // expire an active session.
 func (m *Manager) touch(st *state, now time.Time) {
 	st.lastAccess.Store(now.UnixNano())
+	m.refreshIfDue(st, now.UnixNano())
+}
+
+// refreshIfDue queues a rewrite of st (sticky mode) when its stored copy's
+// access time is Timeout/10 or more before now (Unix ns): the stored
+// deadline follows the session's use.
+func (m *Manager) refreshIfDue(st *state, now int64) {
 	if m.cfg.Cluster || st.queued.Load() {
 		return
 	}
-	if stored := st.storedAccess.Load(); stored != 0 && now.UnixMilli()-stored >= m.touchEvery.Milliseconds() {
+	if stored := st.storedAccess.Load(); stored != 0 && now/int64(time.Millisecond)-stored >= m.touchEvery.Milliseconds() {
 		m.enqueue(st)
 	}
 }

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"hash/maphash"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -55,15 +56,15 @@ func (r *ram) shard(id string) *ramShard {
 	return &r.shards[maphash.String(r.seed, id)%ramShards]
 }
 
-// acquire pins and returns the state under id. When it is unused and was
-// last used before deadline (Unix ns), it is returned unpinned with
-// expired set: the caller decides under the write lock.
-func (r *ram) acquire(id string, deadline int64) (st *state, expired bool) {
+// acquire pins and returns the state under id. When it is unused and its
+// deadline is before now (Unix ns; math.MinInt64: never), it is returned
+// unpinned with expired set: the caller decides under the write lock.
+func (r *ram) acquire(id string, now int64) (st *state, expired bool) {
 	sh := r.shard(id)
 	sh.mu.RLock()
 	st = sh.m[id]
 	if st != nil {
-		if st.lastAccess.Load() < deadline && st.users.Load() == 0 {
+		if st.users.Load() == 0 && st.deadline() < now {
 			expired = true
 		} else {
 			st.users.Add(1)
@@ -74,9 +75,9 @@ func (r *ram) acquire(id string, deadline int64) (st *state, expired bool) {
 }
 
 // acquireUnlessExpired pins and returns the state under id unless it is
-// unused and was last used before deadline; then it ends it (timeout) and
+// unused and its deadline is before now; then it ends it (timeout) and
 // returns nil.
-func (r *ram) acquireUnlessExpired(m *Manager, id string, deadline int64) *state {
+func (r *ram) acquireUnlessExpired(m *Manager, id string, now int64) *state {
 	sh := r.shard(id)
 	sh.mu.Lock()
 	st := sh.m[id]
@@ -84,16 +85,16 @@ func (r *ram) acquireUnlessExpired(m *Manager, id string, deadline int64) *state
 		sh.mu.Unlock()
 		return nil
 	}
-	if st.users.Load() > 0 || st.lastAccess.Load() >= deadline {
+	if st.users.Load() > 0 || st.deadline() >= now {
 		st.users.Add(1)
 		sh.mu.Unlock()
 		return st
 	}
-	snap := m.endIdleLocked(st)
+	pe, ended := m.endIdleLocked(st)
 	sh.deleteLocked(id)
 	sh.mu.Unlock()
-	if snap != nil {
-		m.fireEnd(snap, EndTimeout)
+	if ended {
+		m.finishEnd(pe)
 	}
 	return nil
 }
@@ -177,6 +178,7 @@ func (m *Manager) sweepLoop() {
 				m.writeMarker(m.flushCtx)
 			}
 			m.sweep(now)
+			m.claimExpired(m.flushCtx, now)
 		}
 	}
 }
@@ -218,8 +220,10 @@ const (
 // Timeout, and evicts sessions unused for IdleEvict. Sessions a request is
 // using are left alone.
 func (m *Manager) sweep(now time.Time) {
-	p := sweepPass{m: m, sticky: !m.cfg.Cluster, timeoutBefore: now.Add(-m.cfg.Timeout).UnixNano()}
-	p.idleBefore = p.timeoutBefore
+	p := sweepPass{m: m, sticky: !m.cfg.Cluster, now: now.UnixNano(), idleBefore: math.MinInt64}
+	if !p.sticky {
+		p.idleBefore = now.Add(-m.cfg.Timeout).UnixNano() // past its deadline: a cache entry nobody needs
+	}
 	if m.cfg.IdleEvict > 0 {
 		p.idleBefore = max(p.idleBefore, now.Add(-m.cfg.IdleEvict).UnixNano())
 	}
@@ -256,12 +260,12 @@ func (m *Manager) sweep(now time.Time) {
 
 // sweepPass is one sweep's cut-offs and reusable buffers.
 type sweepPass struct {
-	m             *Manager
-	sticky        bool
-	timeoutBefore int64 // Unix ns: sticky mode ends states last used before it
-	idleBefore    int64 // Unix ns: states last used before it are evicted (cluster mode: also those past Timeout)
-	batch         []idleState
-	ends          []*Session
+	m          *Manager
+	sticky     bool
+	now        int64 // Unix ns: sticky mode ends states whose deadline is before it
+	idleBefore int64 // Unix ns: states last used before it are evicted (IdleEvict; cluster mode: also Timeout)
+	batch      []idleState
+	ends       []pendingEnd
 }
 
 type idleState struct {
@@ -278,7 +282,7 @@ const (
 )
 
 // verdict says what the sweep may do with st: end it (sticky mode: no
-// request uses it and it was last used before timeoutBefore), evict it (no
+// request uses it and its deadline has passed), evict it (no
 // request uses it, last used before idleBefore, loaded, not ended, and
 // storage holds all of it: no unsaved change, no write queued, and written
 // or read since the storage last failed), or keep it. Only a verdict
@@ -288,11 +292,10 @@ func (p *sweepPass) verdict(st *state) sweepAction {
 	if st.users.Load() != 0 {
 		return sweepKeep
 	}
-	last := st.lastAccess.Load()
-	if p.sticky && last < p.timeoutBefore {
+	if p.sticky && st.deadline() < p.now {
 		return sweepTimeout
 	}
-	if last >= p.idleBefore || !st.ready.Load() {
+	if st.lastAccess.Load() >= p.idleBefore || !st.ready.Load() {
 		return sweepKeep
 	}
 	st.mu.Lock()
@@ -306,7 +309,8 @@ func (p *sweepPass) verdict(st *state) sweepAction {
 	return sweepEvict
 }
 
-// collect returns the states of sh last used before idleBefore.
+// collect returns the states of sh last used before idleBefore or (sticky
+// mode) past their deadline.
 func (p *sweepPass) collect(sh *ramShard) []idleState {
 	var out []idleState
 	sh.mu.RLock()
@@ -315,7 +319,7 @@ func (p *sweepPass) collect(sh *ramShard) []idleState {
 	// meanwhile are changes during iteration, which range allows: a
 	// deleted entry not reached yet is not produced, an added one may be.
 	for id, st := range sh.m {
-		if st.lastAccess.Load() < p.idleBefore {
+		if st.lastAccess.Load() < p.idleBefore || p.sticky && st.deadline() < p.now {
 			out = append(out, idleState{id, st})
 		}
 		if scanned++; scanned%sweepScan == 0 {
@@ -376,8 +380,8 @@ func (p *sweepPass) take(sh *ramShard, cand []idleState, wait bool) int {
 			sh.deleteLocked(c.id)
 			evicted++
 		case sweepTimeout:
-			if snap := p.m.endIdleLocked(c.st); snap != nil {
-				p.ends = append(p.ends, snap)
+			if pe, ended := p.m.endIdleLocked(c.st); ended {
+				p.ends = append(p.ends, pe)
 			}
 			sh.deleteLocked(c.id)
 		}
@@ -387,10 +391,8 @@ func (p *sweepPass) take(sh *ramShard, cand []idleState, wait bool) int {
 		p.m.stats.evicted.Add(uint64(evicted))
 	}
 	clear(p.batch)
-	for i, snap := range p.ends {
-		p.m.fireEnd(snap, EndTimeout)
-		p.ends[i] = nil
-	}
+	p.m.finishEnds(p.ends)
+	clear(p.ends)
 	p.ends = p.ends[:0]
 	return dealt
 }

@@ -106,20 +106,38 @@ type CompareAndSwapManyStore interface {
 	CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) (swapped []bool, err error)
 }
 
-// ExpiryNotifier is an optional capability of a store that removes expired
-// entries itself: it tells subscribers about each entry it expires, so the
-// library can fire OnSessionEnd for sessions that time out in storage.
-type ExpiryNotifier interface {
-	// NotifyExpired registers fn; the store calls it once for each entry it
-	// expires, with the entry's key and last value, delivering each entry to
-	// exactly one subscriber (so N Managers sharing the store see each end
-	// once in total). It must not report an entry removed by Delete or
-	// replaced by a write (the library ignores, and counts, reports of
-	// sessions whose own deadline has not passed). It calls fn with no lock
-	// held that fn's own calls into the store would need; fn must not
-	// block for long. stop unregisters fn; after it returns fn is not
-	// called again.
-	NotifyExpired(fn func(key string, value []byte)) (stop func())
+// CompareAndDeleteStore is an optional capability of a store: an atomic
+// conditional delete. The library ends a stored session with it, so that
+// the storage, not a guess of each server, decides which server reports
+// the end: OnSessionEnd fires only on the server whose delete succeeded.
+// Without it, two servers finding the same expired entry at once may
+// both report it.
+type CompareAndDeleteStore interface {
+	// CompareAndDelete deletes key only if its current value is byte for
+	// byte equal to old (an expired entry counts as absent), and reports
+	// whether it deleted. The comparison and the delete must be one
+	// atomic step against every other writer and deleter, in every
+	// process: of any number of concurrent calls with the same key and
+	// old, at most one reports true. A missing key is (false, nil). On
+	// error the outcome is unknown.
+	CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error)
+}
+
+// ExpiryLister is an optional capability of a store that has
+// CompareAndDelete and keeps its entries' expiry times in an index: it
+// lets the Managers sharing the store find the sessions that timed out
+// while no server held them (evicted from memory, or written by a process
+// that has exited) and report each end once, claiming it with
+// CompareAndDelete.
+type ExpiryLister interface {
+	// ListExpiring returns up to limit live entries (present and not yet
+	// expired) whose key starts with prefix and whose time to live ends
+	// before the instant before, earliest first, with their values. The
+	// index must follow every Set, SetMany, CompareAndSwap(Many), Delete
+	// and CompareAndDelete, and must not outlive the entries: the store
+	// removes the index records of entries gone (deleted or expired) on
+	// its own, even if nobody ever calls ListExpiring.
+	ListExpiring(ctx context.Context, prefix string, before time.Time, limit int) (keys []string, values [][]byte, err error)
 }
 
 // BatchSetter is an optional capability of a store: many writes in one
@@ -193,7 +211,8 @@ type backend struct {
 	cas    CompareAndSwapStore     // nil when the store lacks it
 	casN   CompareAndSwapManyStore // nil when the store lacks it
 	batch  BatchSetter             // nil when the store lacks it
-	expiry ExpiryNotifier          // nil when the store lacks it
+	cad    CompareAndDeleteStore   // nil when the store lacks it
+	lister ExpiryLister            // nil unless the store has it and cad
 	// wholeSeconds: the store truncates TTLs to whole seconds (memcache
 	// and freecache would turn 500 ms into 0, "never expire"), so they are
 	// rounded up.
@@ -233,7 +252,10 @@ func newBackend(st store.StoreInterface) *backend {
 		b.casN, _ = st.(CompareAndSwapManyStore)
 	}
 	b.batch, _ = st.(BatchSetter)
-	b.expiry, _ = st.(ExpiryNotifier)
+	b.cad, _ = st.(CompareAndDeleteStore)
+	if b.cad != nil {
+		b.lister, _ = st.(ExpiryLister)
+	}
 	switch st.GetType() {
 	case "memcache":
 		b.wholeSeconds, b.unixAfter30Days = true, true
@@ -252,9 +274,12 @@ func newStorage(name string, st store.StoreInterface, owned bool) *storage {
 // be returns the current backend.
 func (s *storage) be() *backend { return s.b.Load() }
 
-// hasCAS and hasBatch report the current store's capabilities.
-func (s *storage) hasCAS() bool   { return s.be().cas != nil }
-func (s *storage) hasBatch() bool { return s.be().batch != nil }
+// hasCAS, hasCAD, hasBatch and canListExpiring report the current
+// store's capabilities.
+func (s *storage) hasCAS() bool          { return s.be().cas != nil }
+func (s *storage) hasCAD() bool          { return s.be().cad != nil }
+func (s *storage) hasBatch() bool        { return s.be().batch != nil }
+func (s *storage) canListExpiring() bool { return s.be().lister != nil }
 
 // opened installs the store that a storage unreachable at start opened
 // later.
@@ -567,10 +592,19 @@ func (s *storage) get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return nil, err
 	}
+	// An empty value is no entry: the library never writes one, and a
+	// store may leave one for a moment as the mark of a claimed delete
+	// (the memcached driver's CompareAndDelete).
 	switch b := v.(type) {
 	case []byte:
+		if len(b) == 0 {
+			return nil, errNotFound
+		}
 		return b, nil
 	case string:
+		if b == "" {
+			return nil, errNotFound
+		}
 		return []byte(b), nil
 	case nil:
 		return nil, errNotFound
@@ -683,6 +717,37 @@ func (s *storage) compareAndSwapMany(ctx context.Context, keys []string, olds, v
 		}
 	}
 	return swapped, errs
+}
+
+// compareAndDelete deletes key if it still holds old, reporting whether
+// this call deleted it: of concurrent calls, at most one wins, where the
+// store has CompareAndDelete. Without it the entry is deleted and every
+// caller wins.
+func (s *storage) compareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if b := s.be(); b.cad != nil {
+		return b.cad.CompareAndDelete(ctx, key, old)
+	}
+	return true, s.delete(ctx, key)
+}
+
+// listExpiring lists entries under prefix whose time to live ends before
+// before (the store must have ExpiryLister).
+func (s *storage) listExpiring(ctx context.Context, prefix string, before time.Time, limit int) ([]string, [][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	b := s.be()
+	if b.lister == nil {
+		return nil, nil, fmt.Errorf("sessions: storage %s cannot list expiring entries", s.name)
+	}
+	keys, values, err := b.lister.ListExpiring(ctx, prefix, before, limit)
+	if err == nil && len(keys) != len(values) {
+		err = fmt.Errorf("sessions: storage %s: ListExpiring returned %d keys and %d values", s.name, len(keys), len(values))
+	}
+	return keys, values, err
 }
 
 // delete removes key; deleting a missing key is not an error.

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,82 +61,22 @@ func expectOutcomes(t *testing.T, res map[string]conformance.Result, failing map
 	}
 }
 
-// deleteReportsExpiry reports each Delete of a present entry to a
-// subscriber as if the entry had expired.
-type deleteReportsExpiry struct {
-	*memory.Store
-	mu   sync.Mutex
-	subs []*func(string, []byte)
+// deleteIgnoresValue's CompareAndDelete deletes whatever the key holds.
+type deleteIgnoresValue struct{ *memory.Store }
+
+func (s *deleteIgnoresValue) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	if _, err := s.Store.Get(ctx, key); err != nil {
+		return false, nil
+	}
+	return true, s.Store.Delete(ctx, key)
 }
 
-func (s *deleteReportsExpiry) NotifyExpired(fn func(string, []byte)) func() {
-	p := &fn
-	s.mu.Lock()
-	s.subs = append(s.subs, p)
-	s.mu.Unlock()
-	stop := s.Store.NotifyExpired(fn)
-	return func() {
-		stop()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for i, x := range s.subs {
-			if x == p {
-				s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
-				break
-			}
-		}
-	}
-}
+// listerIgnoresBefore lists every live entry under the prefix, whatever
+// its TTL.
+type listerIgnoresBefore struct{ *memory.Store }
 
-func (s *deleteReportsExpiry) Delete(ctx context.Context, key any) error {
-	v, gerr := s.Store.Get(ctx, key)
-	if err := s.Store.Delete(ctx, key); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	var fn func(string, []byte)
-	if len(s.subs) > 0 {
-		fn = *s.subs[0]
-	}
-	s.mu.Unlock()
-	if b, ok := v.([]byte); ok && gerr == nil && fn != nil {
-		fn(key.(string), b)
-	}
-	return nil
-}
-
-// expiryToEverySubscriber delivers each expired entry to every subscriber.
-type expiryToEverySubscriber struct {
-	*memory.Store
-	once sync.Once
-	mu   sync.Mutex
-	subs map[*func(string, []byte)]struct{}
-}
-
-func (s *expiryToEverySubscriber) NotifyExpired(fn func(string, []byte)) func() {
-	s.once.Do(func() {
-		s.subs = map[*func(string, []byte)]struct{}{}
-		s.Store.NotifyExpired(func(k string, v []byte) {
-			s.mu.Lock()
-			var fns []func(string, []byte)
-			for f := range s.subs {
-				fns = append(fns, *f)
-			}
-			s.mu.Unlock()
-			for _, f := range fns {
-				f(k, v)
-			}
-		})
-	})
-	p := &fn
-	s.mu.Lock()
-	s.subs[p] = struct{}{}
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		delete(s.subs, p)
-		s.mu.Unlock()
-	}
+func (s *listerIgnoresBefore) ListExpiring(ctx context.Context, prefix string, before time.Time, limit int) ([]string, [][]byte, error) {
+	return s.Store.ListExpiring(ctx, prefix, before.Add(1000*time.Hour), limit)
 }
 
 // panicsInGet panics in Get, as a driver asserting a wrong type might.
@@ -176,19 +115,19 @@ func (s *plainMiss) Get(ctx context.Context, key any) (any, error) {
 	return v, nil
 }
 
-func TestPlantedDeleteReportedAsExpiry(t *testing.T) {
+func TestPlantedCompareAndDeleteIgnoresValue(t *testing.T) {
 	t.Parallel()
-	res := execute(t, memoryHarness(func(st *memory.Store) *deleteReportsExpiry { return &deleteReportsExpiry{Store: st} }))
+	res := execute(t, memoryHarness(func(st *memory.Store) *deleteIgnoresValue { return &deleteIgnoresValue{st} }))
 	expectOutcomes(t, res, map[string]string{
-		"cap/expiry-notifier/delete": "which was removed by Delete, not by its TTL",
+		"cap/compare-and-delete": "CompareAndDelete (wrong old) reported true, want false",
 	})
 }
 
-func TestPlantedExpiryToEverySubscriber(t *testing.T) {
+func TestPlantedListerIgnoresBefore(t *testing.T) {
 	t.Parallel()
-	res := execute(t, memoryHarness(func(st *memory.Store) *expiryToEverySubscriber { return &expiryToEverySubscriber{Store: st} }))
+	res := execute(t, memoryHarness(func(st *memory.Store) *listerIgnoresBefore { return &listerIgnoresBefore{st} }))
 	expectOutcomes(t, res, map[string]string{
-		"cap/expiry-notifier/one-subscriber": "was delivered to both subscribers",
+		"cap/expiry-lister": "whose TTL ends before the instant",
 	})
 }
 
@@ -203,8 +142,8 @@ func TestPanickingDriver(t *testing.T) {
 			t.Errorf("check %s: %s with %q; want FAIL with the panic and its stack", name, r.Outcome, r.Detail)
 		}
 	}
-	if r := res["cap/expiry-notifier"]; r.Outcome != conformance.Pass {
-		t.Errorf("cap/expiry-notifier, which never calls Get: %s %s; want pass (the run goes on after panics)", r.Outcome, r.Detail)
+	if r := res["cap/expiry-lister"]; r.Outcome != conformance.Pass {
+		t.Errorf("cap/expiry-lister, which never calls Get: %s %s; want pass (the run goes on after panics)", r.Outcome, r.Detail)
 	}
 }
 
@@ -234,7 +173,7 @@ func TestFailureLocation(t *testing.T) {
 		call  string // what the line must hold
 	}{
 		{"through a helper", memoryHarness(func(st *memory.Store) *plainMiss { return &plainMiss{st} }), "not-found", "expectNotFound("},
-		{"direct", memoryHarness(func(st *memory.Store) *deleteReportsExpiry { return &deleteReportsExpiry{Store: st} }), "cap/expiry-notifier/delete", "c.Errorf("},
+		{"direct", memoryHarness(func(st *memory.Store) *listerIgnoresBefore { return &listerIgnoresBefore{st} }), "cap/expiry-lister", "c.Errorf("},
 		{"panic", memoryHarness(func(st *memory.Store) *panicsInGet { return &panicsInGet{st} }), "overwrite", "mustGet("},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

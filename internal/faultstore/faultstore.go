@@ -31,8 +31,8 @@ const (
 )
 
 // Store wraps a store. It forwards CompareAndSwap, CompareAndSwapMany,
-// SetMany and NotifyExpired (the first three fail if the wrapped store lacks
-// them); use Plain for a view without those capabilities.
+// SetMany, CompareAndDelete and ListExpiring (each fails if the wrapped
+// store lacks it); use Plain for a view without those capabilities.
 type Store struct {
 	inner store.StoreInterface
 
@@ -269,15 +269,34 @@ func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, val
 	return b.CompareAndSwapMany(ctx, keys, olds, values, ttl)
 }
 
-// NotifyExpired forwards, or does nothing if the wrapped store cannot.
-func (s *Store) NotifyExpired(fn func(key string, value []byte)) (stop func()) {
-	n, ok := s.inner.(interface {
-		NotifyExpired(func(string, []byte)) func()
+// CompareAndDelete counts a Delete and forwards (failing as a Delete
+// does).
+func (s *Store) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	s.Deletes.Add(1)
+	if err := s.gate(ctx, OpDelete); err != nil {
+		return false, err
+	}
+	c, ok := s.inner.(interface {
+		CompareAndDelete(context.Context, string, []byte) (bool, error)
 	})
 	if !ok {
-		return func() {}
+		return false, errors.New("faultstore: wrapped store has no CompareAndDelete; use Plain")
 	}
-	return n.NotifyExpired(fn)
+	return c.CompareAndDelete(ctx, key, old)
+}
+
+// ListExpiring forwards (failing as a Get does).
+func (s *Store) ListExpiring(ctx context.Context, prefix string, before time.Time, limit int) ([]string, [][]byte, error) {
+	if err := s.gate(ctx, OpGet); err != nil {
+		return nil, nil, err
+	}
+	l, ok := s.inner.(interface {
+		ListExpiring(context.Context, string, time.Time, int) ([]string, [][]byte, error)
+	})
+	if !ok {
+		return nil, nil, errors.New("faultstore: wrapped store has no ListExpiring; use Plain")
+	}
+	return l.ListExpiring(ctx, prefix, before, limit)
 }
 
 // Plain returns a view of s with only the gocache methods, hiding the
