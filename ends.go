@@ -132,9 +132,10 @@ func (m *Manager) claimSlack() time.Duration {
 // CompareAndDelete; the Manager that wins fires OnSessionEnd for it, with
 // the values and without the ID (storage keys do not reveal IDs). It runs
 // on every sweep while OnSessionEnd is set and the storage can list
-// expiring entries.
+// expiring entries, also while the storage fails (its first call is then
+// the probe that notices the recovery).
 func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
-	if m.cfg.OnSessionEnd == nil || !m.storage.canListExpiring() || m.storageDown.Load() {
+	if m.cfg.OnSessionEnd == nil || !m.storage.canListExpiring() {
 		return
 	}
 	// Entries are written with a time to live of storeTTL, and their

@@ -11,8 +11,9 @@
 //
 // Each check is a named subtest whose failure message says what the store
 // did and what the library needs. Checks of optional capabilities
-// (CompareAndSwap, CompareAndSwapMany, SetMany, ListKeys, NotifyExpired:
-// the checks named cap/...) are skipped, by name, for a store without
+// (CompareAndSwap, CompareAndSwapMany, SetMany, ListKeys, CompareAndDelete,
+// ListExpiring: the checks named cap/..., and the session checks that need
+// them) are skipped, by name, for a store without
 // them. `sessionctl conformance URL` runs the same checks against a live
 // storage without writing Go, for any driver the sessionctl links (build
 // your own with package github.com/sessionstorage/sessions/sessionctl to
