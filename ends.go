@@ -66,6 +66,9 @@ func (m *Manager) finishEnd(pe pendingEnd) {
 		m.fireEnd(pe.snap, EndTimeout) // nobody else knows it, or its delete is queued
 		return
 	}
+	if m.storageDown.Load() && m.storage.canListExpiring() {
+		return // still stored: a sweep's claim reports it once storage answers
+	}
 	ctx := m.flushCtx
 	base := pe.base
 	if base == nil || !pe.sinceOutage {
