@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions/drivers/memory"
 )
 
@@ -292,9 +294,6 @@ func (m *Manager) flushLoop() {
 	}
 }
 
-// flushConcurrency bounds parallel storage calls of one flush.
-const flushConcurrency = 16
-
 // flushBatch performs every due operation once and returns how many failed
 // (those are queued again, each with its own backoff). force takes held
 // back operations too (Close).
@@ -306,7 +305,7 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 	var (
 		wg       sync.WaitGroup
 		nfailed  atomic.Int64
-		sema     = make(chan struct{}, flushConcurrency)
+		sema     = make(chan struct{}, adapter.Concurrency)
 		batchKey []string
 		batchSt  []*state
 	)
@@ -326,16 +325,16 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 		switch {
 		case st == nil:
 			run(func() error { return m.flushDelete(ctx, key) })
-		case m.storage.hasCAS() && failedBefore[key]:
+		case m.storage.HasCAS() && failedBefore[key]:
 			retryKey, retrySt = append(retryKey, key), append(retrySt, st)
-		case m.storage.hasCAS(), m.storage.hasBatch() && !failedBefore[key]:
+		case m.storage.HasCAS(), m.storage.HasBatch() && !failedBefore[key]:
 			batchKey, batchSt = append(batchKey, key), append(batchSt, st)
 		default:
 			run(func() error { return m.flushWrite(ctx, key, st) })
 		}
 	}
 	flush := m.flushBatched
-	if m.storage.hasCAS() {
+	if m.storage.HasCAS() {
 		flush = m.flushMerged
 	}
 	// Up to batchesInFlight batches at a time: the keys of one flush are
@@ -385,7 +384,7 @@ func (m *Manager) flushMerged(ctx context.Context, keys []string, sts []*state) 
 		olds[i], values[i], wkeys[i] = w.base, w.data, w.key
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	swapped, errs := m.storage.compareAndSwapMany(cctx, wkeys, olds, values, m.storeTTL)
+	swapped, errs := m.storage.CompareAndSwapMany(cctx, wkeys, olds, values, m.storeTTL)
 	cancel()
 	landed := 0
 	var lost []queuedWrite
@@ -436,13 +435,13 @@ func (m *Manager) flushMerged(ctx context.Context, keys []string, sts []*state) 
 // here too, without an end event (the other server fired it).
 func (m *Manager) mergeStored(ctx context.Context, key string, st *state, base []byte) error {
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	cur, err := m.storage.get(cctx, key)
+	cur, err := m.storage.Get(cctx, key)
 	cancel()
 	m.stats.reads.Add(1)
 	st.mu.Lock()
 	id, ours, endedElsewhere := st.id, st.key == key, st.endedElsewhereLocked()
 	st.mu.Unlock()
-	if errors.Is(err, errNotFound) && endedElsewhere {
+	if errors.Is(err, adapter.ErrNotFound) && endedElsewhere {
 		lost, merr := m.storageLost(ctx)
 		if merr != nil {
 			return merr
@@ -450,13 +449,13 @@ func (m *Manager) mergeStored(ctx context.Context, key string, st *state, base [
 		endedElsewhere = !lost
 	}
 	switch {
-	case errors.Is(err, errNotFound) && endedElsewhere:
+	case errors.Is(err, adapter.ErrNotFound) && endedElsewhere:
 		if ours {
 			m.forget(id, st)
 			m.log.Info("sessions: session ended on another server; its changes here are dropped", "key", key)
 		}
 		return nil
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, adapter.ErrNotFound):
 		// Absent and not ended elsewhere: the storage lost it while it
 		// failed, or an "only if absent" write raced with another
 		// writer. Write it again, only if absent.
@@ -511,7 +510,7 @@ func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state)
 		values[i], wkeys[i] = w.data, w.key
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	err := m.storage.setMany(cctx, wkeys, values, m.storeTTL)
+	err := m.storage.SetMany(cctx, wkeys, values, m.storeTTL)
 	cancel()
 	if err == nil {
 		m.stats.writes.Add(uint64(len(writes)))
@@ -527,11 +526,11 @@ func (m *Manager) flushBatched(ctx context.Context, keys []string, sts []*state)
 	}
 	m.storageFailed("write", err)
 	m.log.Warn("sessions: a batched write failed; writing its sessions one by one", "sessions", len(writes), "err", err)
-	// One by one, flushConcurrency at a time; a group in which every
+	// One by one, adapter.Concurrency at a time; a group in which every
 	// write fails means the storage itself is failing: the rest are
 	// queued again without trying.
-	for i := 0; i < len(writes); i += flushConcurrency {
-		group := writes[i:min(i+flushConcurrency, len(writes))]
+	for i := 0; i < len(writes); i += adapter.Concurrency {
+		group := writes[i:min(i+adapter.Concurrency, len(writes))]
 		var wg sync.WaitGroup
 		var ok atomic.Int64
 		errs := make([]error, len(group))
@@ -607,7 +606,7 @@ func (m *Manager) flushWrite(ctx context.Context, key string, st *state) error {
 	seq := st.seq
 	st.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	err := m.storage.set(cctx, key, data, m.storeTTL)
+	err := m.storage.Set(cctx, key, data, m.storeTTL)
 	cancel()
 	if err != nil {
 		m.storageFailed("write", err)
@@ -628,7 +627,7 @@ func (m *Manager) flushWrite(ctx context.Context, key string, st *state) error {
 func (m *Manager) flushDelete(ctx context.Context, key string) error {
 	defer m.wb.done(1)
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	err := m.storage.delete(cctx, key)
+	err := m.storage.Delete(cctx, key)
 	cancel()
 	if err != nil {
 		m.storageFailed("delete", err)
@@ -663,8 +662,8 @@ func (m *Manager) read(ctx context.Context, key string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
 	m.stats.reads.Add(1)
-	data, err := m.storage.get(ctx, key)
-	if err != nil && !errors.Is(err, errNotFound) {
+	data, err := m.storage.Get(ctx, key)
+	if err != nil && !errors.Is(err, adapter.ErrNotFound) {
 		m.storageFailed("read", err)
 		return nil, err
 	}
@@ -700,16 +699,16 @@ func (m *Manager) forget(id string, st *state) {
 // when the stored bytes are the ones it is based on, and pins it.
 func (m *Manager) loadCluster(ctx context.Context, id string, now time.Time) (*state, error) {
 	st, _ := m.ram.acquire(id, -1<<63)
-	key := storageKey(m.cfg.KeyPrefix, id)
+	key := adapter.Key(m.cfg.KeyPrefix, id)
 	data, err := m.read(ctx, key)
 	if err != nil {
 		if st != nil {
-			if errors.Is(err, errNotFound) {
+			if errors.Is(err, adapter.ErrNotFound) {
 				m.forget(id, st) // ended on another server
 			}
 			m.release(st)
 		}
-		if errors.Is(err, errNotFound) {
+		if errors.Is(err, adapter.ErrNotFound) {
 			return nil, nil
 		}
 		return nil, err
@@ -816,7 +815,7 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 		data := st.envelopeLocked(key, now)
 		st.mu.Unlock()
 
-		ok, err := m.storage.compareAndSwap(ctx, key, base, data, m.storeTTL)
+		ok, err := m.storage.CompareAndSwap(ctx, key, base, data, m.storeTTL)
 		if err != nil {
 			m.storageFailed("write", err)
 			return err
@@ -830,10 +829,10 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 			return nil
 		}
 		m.stats.conflicts.Add(1)
-		cur, err := m.storage.get(ctx, key)
+		cur, err := m.storage.Get(ctx, key)
 		m.stats.reads.Add(1)
 		switch {
-		case errors.Is(err, errNotFound) && base != nil:
+		case errors.Is(err, adapter.ErrNotFound) && base != nil:
 			// Invalidated, renewed away or timed out elsewhere: drop this
 			// late write.
 			st.mu.Lock()
@@ -844,7 +843,7 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 			st.mu.Unlock()
 			m.ram.remove(id, st)
 			return lost()
-		case errors.Is(err, errNotFound):
+		case errors.Is(err, adapter.ErrNotFound):
 			continue
 		case err != nil:
 			m.storageFailed("read", err)
@@ -956,7 +955,7 @@ func (m *Manager) keepsMarker() bool {
 	if m.cfg.Cluster {
 		return false
 	}
-	switch m.storage.be().store.GetType() {
+	switch m.storage.Store().GetType() {
 	case memory.Type, "bolt", "unreachable":
 		return false
 	}
@@ -970,7 +969,7 @@ func (m *Manager) writeMarker(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
-	if err := m.storage.set(ctx, m.markerKey(), []byte{1}, markerTTL); err == nil {
+	if err := m.storage.Set(ctx, m.markerKey(), []byte{1}, markerTTL); err == nil {
 		m.markerWritten.Store(true)
 	}
 }
@@ -984,10 +983,10 @@ func (m *Manager) storageLost(ctx context.Context) (bool, error) {
 		return false, nil // no marker yet: nothing to compare with
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-	_, err := m.storage.get(cctx, m.markerKey())
+	_, err := m.storage.Get(cctx, m.markerKey())
 	cancel()
 	switch {
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, adapter.ErrNotFound):
 	case err != nil:
 		m.storageFailed("read", err)
 		return false, err
@@ -996,7 +995,7 @@ func (m *Manager) storageLost(ctx context.Context) (bool, error) {
 	}
 	if m.markerWritten.CompareAndSwap(true, false) {
 		m.log.Warn("sessions: the storage lost its data (restarted empty?); writing the sessions held in memory again",
-			"storage", m.storage.name)
+			"storage", m.storage.Name())
 		m.outages.Add(1) // every stored copy is in doubt until written again
 		m.repersist.start(m)
 		m.writeMarker(ctx)

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/drivers/memory"
 	"github.com/sessionstorage/sessions/serializer"
@@ -152,7 +154,7 @@ func TestNamedStoragesSelectWhereSessionsLive(t *testing.T) {
 		func() { sessions.RegisterStore(sharedName, shared) },
 		func() { sessions.DefineStorage(sharedName, sessions.StorageConfig{URL: "memory://"}) },
 		func() { sessions.DefineStorage("redis://x", sessions.StorageConfig{URL: "memory://"}) },
-		func() { sessions.RegisterDriver("memory", nil) },
+		func() { driver.Register("memory", nil) },
 	} {
 		func() {
 			defer func() {

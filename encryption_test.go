@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions"
 )
 
@@ -18,7 +20,7 @@ func TestEncryptionAtRest(t *testing.T) {
 		c := newClient(t)
 		c.must(n1.h, "/set?k=card&v=4111-1111-1111-1111", 200)
 		n1.close(t)
-		raw, err := b.mem.Get(context.Background(), sessions.StorageKey("sess:", c.cookie))
+		raw, err := b.mem.Get(context.Background(), adapter.Key("sess:", c.cookie))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,8 +52,8 @@ func TestEncryptedEntryCopiedToAnotherKeyDoesNotOpen(t *testing.T) {
 	// Someone with write access to the cache copies the victim's entry
 	// under the attacker's key.
 	ctx := context.Background()
-	raw, _ := b.mem.Get(ctx, sessions.StorageKey("sess:", victim.cookie))
-	must(t, b.mem.Set(ctx, sessions.StorageKey("sess:", attacker.cookie), raw))
+	raw, _ := b.mem.Get(ctx, adapter.Key("sess:", victim.cookie))
+	must(t, b.mem.Set(ctx, adapter.Key("sess:", attacker.cookie), raw))
 	attacker.must(n.h, "/get?k=user", http.StatusNotFound)
 	if !strings.Contains(n.logs.String(), "failed authentication") {
 		t.Fatalf("the moved entry was not rejected as such:\n%s", n.logs)

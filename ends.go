@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/sessionstorage/sessions/internal/adapter"
 )
 
 // When sessions end. A session ends by Invalidate (on the server that
@@ -35,7 +37,7 @@ type pendingEnd struct {
 // claimsWithStorage reports whether timed-out stored sessions are ended by
 // a claim on the storage (it has CompareAndDelete) rather than by a delete
 // queued behind earlier writes.
-func (m *Manager) claimsWithStorage() bool { return m.storage.hasCAD() }
+func (m *Manager) claimsWithStorage() bool { return m.storage.HasCAD() }
 
 // finishEnds fires the ends of sessions taken out of memory, those stored
 // once this server wins their claim, several claims at a time.
@@ -47,7 +49,7 @@ func (m *Manager) finishEnds(ends []pendingEnd) {
 		return
 	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, flushConcurrency)
+	sem := make(chan struct{}, adapter.Concurrency)
 	for _, pe := range ends {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -66,7 +68,7 @@ func (m *Manager) finishEnd(pe pendingEnd) {
 		m.fireEnd(pe.snap, EndTimeout) // nobody else knows it, or its delete is queued
 		return
 	}
-	if m.storageDown.Load() && m.storage.canListExpiring() {
+	if m.storageDown.Load() && m.storage.CanListExpiring() {
 		return // still stored: a sweep's claim reports it once storage answers
 	}
 	ctx := m.flushCtx
@@ -76,7 +78,7 @@ func (m *Manager) finishEnd(pe pendingEnd) {
 		// while failing: look.
 		cur, err := m.read(ctx, pe.key)
 		switch {
-		case errors.Is(err, errNotFound):
+		case errors.Is(err, adapter.ErrNotFound):
 			if !pe.sinceOutage {
 				m.fireEnd(pe.snap, EndTimeout) // lost by the storage: nobody else can report it
 			}
@@ -100,7 +102,7 @@ func (m *Manager) finishEnd(pe pendingEnd) {
 func (m *Manager) claimEnd(ctx context.Context, key string, data []byte) bool {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
-	won, err := m.storage.compareAndDelete(ctx, key, data)
+	won, err := m.storage.CompareAndDelete(ctx, key, data)
 	if err != nil {
 		m.storageFailed("delete", err)
 		return false // still stored: a later claim reports it
@@ -138,7 +140,7 @@ func (m *Manager) claimSlack() time.Duration {
 // expiring entries, also while the storage fails (its first call is then
 // the probe that notices the recovery).
 func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
-	if m.cfg.OnSessionEnd == nil || !m.storage.canListExpiring() {
+	if m.cfg.OnSessionEnd == nil || !m.storage.CanListExpiring() {
 		return
 	}
 	// Entries are written with a time to live of storeTTL, and their
@@ -148,7 +150,7 @@ func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
 	cutoff := now.Add(-m.claimSlack()).UnixMilli()
 	for range claimPages {
 		lctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
-		keys, values, err := m.storage.listExpiring(lctx, m.cfg.KeyPrefix, before, claimPage)
+		keys, values, err := m.storage.ListExpiring(lctx, m.cfg.KeyPrefix, before, claimPage)
 		cancel()
 		if err != nil {
 			m.storageFailed("list", err)
@@ -159,7 +161,7 @@ func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
 			wg       sync.WaitGroup
 			mu       sync.Mutex
 			progress int
-			sem      = make(chan struct{}, flushConcurrency)
+			sem      = make(chan struct{}, adapter.Concurrency)
 		)
 		for i, key := range keys {
 			env := m.decode(key, values[i])
@@ -195,9 +197,9 @@ func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
 // warnIfEndsUnseen logs, once, that OnSessionEnd will miss timeouts of
 // sessions no server holds, when the storage cannot list expiring entries.
 func (m *Manager) warnIfEndsUnseen() {
-	if m.cfg.OnSessionEnd == nil || m.storage.canListExpiring() {
+	if m.cfg.OnSessionEnd == nil || m.storage.CanListExpiring() {
 		return
 	}
 	m.log.Warn("sessions: this storage cannot list expiring entries: OnSessionEnd fires for sessions that time out in a server's memory or are read after their deadline, not for those that time out while no server holds them",
-		"storage", m.storage.name)
+		"storage", m.storage.Name())
 }

@@ -8,12 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"slices"
 
-	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
-	"github.com/sessionstorage/sessions/drivers/memory"
 )
 
 // quiet keeps the examples' output to what they print.
@@ -199,23 +195,4 @@ options = { key_prefix = "shop:" }
 	defer m.Close(context.Background())
 	fmt.Println(cfg.Storage, cfg.Timeout)
 	// Output: main 45m0s
-}
-
-// A driver registers a URL scheme whose Opener builds a gocache store; a
-// blank import of its package then makes the scheme available. (A driver
-// does this once, from its init function.)
-func ExampleRegisterDriver() {
-	if !slices.Contains(sessions.Drivers(), "mystore") {
-		sessions.RegisterDriver("mystore", func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
-			// Parse u's options, reject unknown ones, dial the server here.
-			return memory.New(memory.Options{}), nil
-		})
-	}
-	m, err := sessions.New(sessions.Config{Storage: "mystore://anything", Logger: quiet})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer m.Close(context.Background())
-	fmt.Println(slices.Contains(sessions.Drivers(), "mystore"))
-	// Output: true
 }

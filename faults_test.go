@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
@@ -242,7 +244,7 @@ func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
 		t.Fatalf("%d sessions evicted while storage was failing", ev)
 	}
 	// The storage comes back empty.
-	if err := b.mem.Delete(context.Background(), sessions.StorageKey("sess:", kept.cookie)); err != nil {
+	if err := b.mem.Delete(context.Background(), adapter.Key("sess:", kept.cookie)); err != nil {
 		t.Fatal(err)
 	}
 	b.fault.SetMode(faultstore.Pass)

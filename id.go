@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"strconv"
 	"strings"
@@ -50,23 +49,6 @@ func validID(s string) bool {
 	}
 	return true
 }
-
-// storageKey derives the storage key of a session ID: the prefix plus the
-// base64url SHA-256 of the ID, so that reading the storage does not reveal
-// live session IDs.
-func storageKey(prefix, id string) string {
-	sum := sha256.Sum256([]byte(id))
-	buf := make([]byte, len(prefix)+base64.RawURLEncoding.EncodedLen(len(sum)))
-	copy(buf, prefix)
-	base64.RawURLEncoding.Encode(buf[len(prefix):], sum[:])
-	return string(buf)
-}
-
-// StorageKey returns the storage key under which a session with the given
-// ID is stored, for a Manager with the given Config.KeyPrefix ("sess:" by
-// default). Operators use it to find one user's entry; it cannot be
-// reversed into the ID.
-func StorageKey(prefix, id string) string { return storageKey(prefix, id) }
 
 // ValidID reports whether s has the form of a session ID this library
 // issues (43 base64url characters encoding 32 bytes). Any other cookie

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
 	"github.com/sessionstorage/sessions/serializer"
 )
 
@@ -112,7 +113,7 @@ func (m *Manager) newState() *state {
 // startLocked gives a new session its identity.
 func (m *Manager) startLocked(st *state) {
 	st.id = newID()
-	st.key = storageKey(m.cfg.KeyPrefix, st.id)
+	st.key = adapter.Key(m.cfg.KeyPrefix, st.id)
 	st.created = m.now().UnixMilli()
 }
 
@@ -295,7 +296,7 @@ func (m *Manager) catchUp(ctx context.Context, st *state, id string, ver version
 	st.mu.Lock()
 	endedElsewhere := st.endedElsewhereLocked()
 	st.mu.Unlock()
-	if errors.Is(err, errNotFound) && endedElsewhere {
+	if errors.Is(err, adapter.ErrNotFound) && endedElsewhere {
 		if lost, merr := m.storageLost(ctx); merr != nil || lost {
 			return st, nil // this server's copy is the one left
 		}
@@ -316,7 +317,7 @@ func (m *Manager) catchUp(ctx context.Context, st *state, id string, ver version
 	if st.key == key && !st.ended {
 		if env.Revision > st.revision {
 			st.adoptLocked(env, data)
-			if !m.storage.hasCAS() {
+			if !m.storage.HasCAS() {
 				st.base = nil
 			}
 		}
@@ -369,7 +370,7 @@ func (m *Manager) release(st *state) {
 // placeholder in memory makes concurrent misses of the same ID wait for
 // this one read instead of loading copies of their own.
 func (m *Manager) loadSticky(ctx context.Context, id string, ver version, now time.Time) (*state, error) {
-	key := storageKey(m.cfg.KeyPrefix, id)
+	key := adapter.Key(m.cfg.KeyPrefix, id)
 	if m.wb.deleting(key) {
 		return nil, nil // ended here; its delete has not reached storage yet
 	}
@@ -394,7 +395,7 @@ func (m *Manager) loadSticky(ctx context.Context, id string, ver version, now ti
 		env = m.decode(key, data)
 	}
 	switch {
-	case err != nil && !errors.Is(err, errNotFound):
+	case err != nil && !errors.Is(err, adapter.ErrNotFound):
 		m.loadFailed(ph, err)
 		return nil, err
 	case err != nil || env == nil:
@@ -403,7 +404,7 @@ func (m *Manager) loadSticky(ctx context.Context, id string, ver version, now ti
 	}
 	ph.mu.Lock()
 	ph.adoptLocked(env, data)
-	if !m.storage.hasCAS() && !m.claimsWithStorage() {
+	if !m.storage.HasCAS() && !m.claimsWithStorage() {
 		ph.base = nil // writes and ends are blind: no need to keep it
 	}
 	if env.Expires < now.UnixMilli() {
@@ -481,7 +482,7 @@ func (m *Manager) renew(h *Session) error {
 	}
 	oldID, oldKey := st.id, st.key
 	newID := newID()
-	newKey := storageKey(m.cfg.KeyPrefix, newID)
+	newKey := adapter.Key(m.cfg.KeyPrefix, newID)
 	if !m.cfg.Cluster {
 		st.id, st.key = newID, newKey
 		st.storedAccess.Store(0)
@@ -504,7 +505,7 @@ func (m *Manager) renew(h *Session) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
 	defer cancel()
-	ok, err := m.storage.compareAndSwap(ctx, newKey, nil, data, m.storeTTL)
+	ok, err := m.storage.CompareAndSwap(ctx, newKey, nil, data, m.storeTTL)
 	if err == nil && !ok {
 		err = errors.New("an entry already exists under the new key")
 	}
@@ -515,12 +516,12 @@ func (m *Manager) renew(h *Session) error {
 	}
 	m.stats.writes.Add(1)
 	if wasStored {
-		if err := m.storage.delete(ctx, oldKey); err != nil {
+		if err := m.storage.Delete(ctx, oldKey); err != nil {
 			m.storageFailed("renew", err)
 			// Undo: the session keeps its old ID; the new entry, under an
 			// ID nobody was given, is removed (or expires).
 			uctx, ucancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
-			_ = m.storage.delete(uctx, newKey)
+			_ = m.storage.Delete(uctx, newKey)
 			ucancel()
 			m.log.Warn("sessions: Renew failed; the session keeps its ID", "err", err)
 			return fmt.Errorf("sessions: renew: removing the old entry (the session keeps its ID): %w", err)
@@ -622,16 +623,16 @@ func (m *Manager) deleteToEnd(key string, base []byte) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
 	defer cancel()
 	if !m.claimsWithStorage() || base == nil {
-		return true, m.storage.delete(ctx, key)
+		return true, m.storage.Delete(ctx, key)
 	}
 	for {
-		won, err := m.storage.compareAndDelete(ctx, key, base)
+		won, err := m.storage.CompareAndDelete(ctx, key, base)
 		if err != nil || won {
 			return won, err
 		}
 		m.stats.reads.Add(1)
-		base, err = m.storage.get(ctx, key)
-		if errors.Is(err, errNotFound) {
+		base, err = m.storage.Get(ctx, key)
+		if errors.Is(err, adapter.ErrNotFound) {
 			return false, nil
 		}
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
 )
@@ -453,7 +455,7 @@ func TestOneFailingEntryDoesNotBlockItsBatch(t *testing.T) {
 	b.fault.FailKeys(func(k string) bool { return k == poisoned.Load().(string) })
 	bad := newClient(t)
 	bad.must(n.h, "/set?k=a&v=1", 200)
-	poisoned.Store(sessions.StorageKey("sess:", bad.cookie))
+	poisoned.Store(adapter.Key("sess:", bad.cookie))
 	var good []*client
 	for i := 0; i < 5; i++ {
 		c := newClient(t)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
-	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -16,7 +15,8 @@ import (
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
-	"github.com/sessionstorage/sessions/drivers/memory"
+	_ "github.com/sessionstorage/sessions/drivers/memory" // the default storage, memory://
+	"github.com/sessionstorage/sessions/internal/adapter"
 	"github.com/sessionstorage/sessions/serializer"
 )
 
@@ -194,7 +194,7 @@ type Stats struct {
 // safe for concurrent use.
 type Manager struct {
 	cfg     Config
-	storage *storage
+	storage *adapter.Storage
 	codec   serializer.Codec
 	sealer  *serializer.Sealer // nil: entries are not encrypted
 	log     *slog.Logger
@@ -262,10 +262,10 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	}
 	var unreachable error
 	if cfg.Store != nil {
-		m.storage = newStorage(fmt.Sprintf("%s store", cfg.Store.GetType()), cfg.Store, false)
+		m.storage = adapter.New(fmt.Sprintf("%s store", cfg.Store.GetType()), cfg.Store, false)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.StorageTimeout*5)
-		st, err := resolveStorage(ctx, cfg.Storage, cfg.Storages)
+		st, err := adapter.Resolve(ctx, cfg.Storage, cfg.Storages)
 		cancel()
 		if err != nil && (st == nil || cfg.RequireStorageAtStart) {
 			return nil, err
@@ -274,7 +274,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		m.storage = st
 	}
 	if m.cfg.KeyPrefix == "" {
-		m.cfg.KeyPrefix = cmp.Or(m.storage.keyPrefix, "sess:")
+		m.cfg.KeyPrefix = cmp.Or(m.storage.KeyPrefix(), "sess:")
 	}
 	m.ram.init()
 	m.wb.init()
@@ -296,7 +296,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	}
 	if unreachable != nil {
 		m.log.Error("sessions: storage unreachable at start; opening it in the background meanwhile (sticky mode serves new sessions from memory, cluster mode answers with the ErrorHandler)",
-			"storage", m.storage.name, "err", unreachable)
+			"storage", m.storage.Name(), "err", unreachable)
 		m.storageDown.Store(true)
 		m.outages.Add(1)
 		m.wg.Add(1)
@@ -312,7 +312,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	if cfg.Cluster {
 		mode = "cluster"
 	}
-	m.log.Info("sessions: started", "storage", m.storage.name, "mode", mode,
+	m.log.Info("sessions: started", "storage", m.storage.Name(), "mode", mode,
 		"timeout", cfg.Timeout, "idle_evict", cfg.IdleEvict, "write_behind", cfg.WriteBehind,
 		"codec", m.codec.Name(), "key_prefix", m.cfg.KeyPrefix, "encrypted", m.sealer != nil)
 	return m, nil
@@ -456,7 +456,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.cancelFlush()
 	err := m.drain(ctx)
-	if cerr := m.storage.close(); cerr != nil && err == nil {
+	if cerr := m.storage.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
@@ -506,18 +506,18 @@ func (m *Manager) openLater() {
 		case <-retry.C:
 		}
 		ctx, cancel := context.WithTimeout(m.flushCtx, m.cfg.StorageTimeout*5)
-		st, err := m.storage.reopen(ctx)
+		st, err := m.storage.Reopen(ctx)
 		cancel()
 		if err == nil {
-			m.storage.opened(st)
-			m.log.Info("sessions: storage opened", "storage", m.storage.name)
+			m.storage.Opened(st)
+			m.log.Info("sessions: storage opened", "storage", m.storage.Name())
 			m.warnIfEndsUnseen()
 			m.storageOK()
 			m.wb.signal()
 			return
 		}
 		if !errors.Is(err, ErrStorageUnreachable) {
-			m.log.Error("sessions: opening the storage failed; retrying", "storage", m.storage.name, "err", err)
+			m.log.Error("sessions: opening the storage failed; retrying", "storage", m.storage.Name(), "err", err)
 		}
 		backoff = min(2*backoff, maxBackoff)
 		retry.Reset(backoff)
@@ -552,10 +552,10 @@ func (m *Manager) storageFailed(op string, err error) {
 		m.outages.Add(1)
 		if m.cfg.Cluster {
 			m.log.Error("sessions: storage failing; cluster mode answers requests that need it with the ErrorHandler",
-				"storage", m.storage.name, "op", op, "err", err)
+				"storage", m.storage.Name(), "op", op, "err", err)
 		} else {
 			m.log.Error("sessions: storage failing; sticky mode keeps serving from memory and retries writes",
-				"storage", m.storage.name, "op", op, "err", err)
+				"storage", m.storage.Name(), "op", op, "err", err)
 		}
 	}
 	m.stats.errors.Add(1) // after the log: a counted failure has been reported
@@ -563,31 +563,9 @@ func (m *Manager) storageFailed(op string, err error) {
 
 func (m *Manager) storageOK() {
 	if m.storageDown.Load() && m.storageDown.Swap(false) {
-		m.log.Info("sessions: storage recovered", "storage", m.storage.name, "pending_writes", m.wb.len())
+		m.log.Info("sessions: storage recovered", "storage", m.storage.Name(), "pending_writes", m.wb.len())
 		if !m.cfg.Cluster {
 			m.repersist.start(m)
 		}
 	}
-}
-
-// memory is the default storage's driver.
-func init() {
-	RegisterDriver("memory", func(_ context.Context, u *url.URL) (store.StoreInterface, error) {
-		opts := memory.Options{}
-		for name, vals := range u.Query() {
-			if name != "sweep" {
-				// key_prefix, the library's own, is taken out before this.
-				return nil, fmt.Errorf("memory storage: unknown option %q; known options: sweep (and key_prefix, for every storage)", name)
-			}
-			if len(vals) != 1 {
-				return nil, fmt.Errorf("memory storage: option %q given %d times", name, len(vals))
-			}
-			d, err := time.ParseDuration(vals[0])
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("memory storage: option sweep=%q: want a positive duration such as 1s", vals[0])
-			}
-			opts.SweepInterval = d
-		}
-		return memory.New(opts), nil
-	})
 }

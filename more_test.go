@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/serializer"
 )
@@ -36,7 +38,7 @@ func TestSessionReadAfterItsDeadlineEndsThere(t *testing.T) {
 		past := time.Now().Add(-time.Minute).UnixMilli()
 		env := &serializer.Envelope{Codec: serializer.MsgpackID, Created: past - 1000, LastAccess: past - 1000,
 			Expires: past, Revision: 3, Values: []serializer.Field{{Key: "user", Value: user}}}
-		must(t, b.mem.Set(context.Background(), sessions.StorageKey("sess:", id), env.Marshal()))
+		must(t, b.mem.Set(context.Background(), adapter.Key("sess:", id), env.Marshal()))
 
 		c := &client{t: t, name: "session", cookie: id}
 		c.must(n.h, "/get?k=user", http.StatusNotFound)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
@@ -32,7 +34,7 @@ func randomID() string {
 // memory store, bypassing every Manager.
 func (b *backend) storedValue(t *testing.T, id, k string) (string, bool) {
 	t.Helper()
-	raw, err := b.mem.Get(context.Background(), sessions.StorageKey("sess:", id))
+	raw, err := b.mem.Get(context.Background(), adapter.Key("sess:", id))
 	if err != nil {
 		return "", false
 	}
@@ -53,7 +55,7 @@ func (b *backend) storedValue(t *testing.T, id, k string) (string, bool) {
 }
 
 func (b *backend) has(id string) bool {
-	_, err := b.mem.Get(context.Background(), sessions.StorageKey("sess:", id))
+	_, err := b.mem.Get(context.Background(), adapter.Key("sess:", id))
 	return err == nil
 }
 
@@ -176,7 +178,7 @@ func TestUnreadableStoredEntriesStartFreshSession(t *testing.T) {
 				b := newBackend(t)
 				n := newNode(t, b, sessions.Config{Cluster: cluster})
 				id := randomID()
-				if err := b.mem.Set(context.Background(), sessions.StorageKey("sess:", id), data); err != nil {
+				if err := b.mem.Set(context.Background(), adapter.Key("sess:", id), data); err != nil {
 					t.Fatal(err)
 				}
 				c := &client{t: t, name: "session", cookie: id}
@@ -203,7 +205,7 @@ func TestEmptyStoredValueIsNoSession(t *testing.T) {
 		b := newBackend(t)
 		n := newNode(t, b, sessions.Config{Cluster: cluster})
 		id := randomID()
-		if err := b.mem.Set(context.Background(), sessions.StorageKey("sess:", id), []byte{}); err != nil {
+		if err := b.mem.Set(context.Background(), adapter.Key("sess:", id), []byte{}); err != nil {
 			t.Fatal(err)
 		}
 		c := &client{t: t, name: "session", cookie: id}

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/drivers/memory"
@@ -27,7 +30,7 @@ var unreachableDriver struct {
 func registerUnreachableDriver(t *testing.T) {
 	unreachableDriver.once.Do(func() {
 		unreachableDriver.mem = memory.New(memory.Options{})
-		sessions.RegisterDriver("downatstart", func(_ context.Context, u *url.URL) (store.StoreInterface, error) {
+		driver.Register("downatstart", func(_ context.Context, u *url.URL) (store.StoreInterface, error) {
 			if u.Query().Has("bogus") {
 				return nil, fmt.Errorf("downatstart: unknown option bogus")
 			}
@@ -80,7 +83,7 @@ func TestNewStartsWhileStorageIsUnreachable(t *testing.T) {
 			c.must(h, "/set?k=a&v=1", 200)
 		}
 		eventually(t, 5*time.Second, "session stored", func() bool {
-			_, err := unreachableDriver.mem.Get(context.Background(), sessions.StorageKey(prefix, c.cookie))
+			_, err := unreachableDriver.mem.Get(context.Background(), adapter.Key(prefix, c.cookie))
 			return err == nil
 		})
 	})

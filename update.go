@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/sessionstorage/sessions/internal/adapter"
 )
 
 // Update replaces the value under key with fn's result, as one step that
@@ -143,7 +145,7 @@ func (m *Manager) storeUpdate(h *Session, st *state, key string, apply func(*sta
 		st.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
-		ok, err := m.storage.compareAndSwap(ctx, skey, base, data, m.storeTTL)
+		ok, err := m.storage.CompareAndSwap(ctx, skey, base, data, m.storeTTL)
 		if err != nil {
 			cancel()
 			m.storageFailed("write", err)
@@ -160,14 +162,14 @@ func (m *Manager) storeUpdate(h *Session, st *state, key string, apply func(*sta
 			return nil
 		}
 		m.stats.conflicts.Add(1)
-		cur, err := m.storage.get(ctx, skey)
+		cur, err := m.storage.Get(ctx, skey)
 		cancel()
 		m.stats.reads.Add(1)
 		switch {
-		case errors.Is(err, errNotFound) && base != nil:
+		case errors.Is(err, adapter.ErrNotFound) && base != nil:
 			m.forget(h.boundID(), st)
 			return fmt.Errorf("%w: Update(%q) was not saved", ErrSessionEnded, key)
-		case errors.Is(err, errNotFound):
+		case errors.Is(err, adapter.ErrNotFound):
 			continue
 		case err != nil:
 			m.storageFailed("read", err)

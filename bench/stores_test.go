@@ -7,8 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/drivers/memory"
 )
 
@@ -23,10 +24,10 @@ type countingStore struct {
 }
 
 var (
-	_ store.StoreInterface         = (*countingStore)(nil)
-	_ sessions.CompareAndSwapStore = (*countingStore)(nil)
-	_ sessions.BatchSetter         = (*countingStore)(nil)
-	_ sessions.ExpiryNotifier      = (*countingStore)(nil)
+	_ store.StoreInterface     = (*countingStore)(nil)
+	_ driver.CompareAndSwapper = (*countingStore)(nil)
+	_ driver.BatchSetter       = (*countingStore)(nil)
+	_ driver.CompareAndDeleter = (*countingStore)(nil)
 )
 
 func newCountingStore(prefix string) *countingStore {

@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 )
@@ -275,10 +278,10 @@ func checkIsolation(c *C, h *Harness) {
 	appA.closeNow(c) // flush
 	id, _ := sessions.CookieID(u.cookie)
 	u.must(c, appB, "/get?k=owner", 404)
-	if raw, err := get(bg(), st, sessions.StorageKey(a, id)); err != nil || len(raw) == 0 {
+	if raw, err := get(bg(), st, adapter.Key(a, id)); err != nil || len(raw) == 0 {
 		c.Errorf("app A's session is not stored under its prefix %q: %v", a, err)
 	}
-	if _, err := get(bg(), st, sessions.StorageKey(b, id)); err == nil {
+	if _, err := get(bg(), st, adapter.Key(b, id)); err == nil {
 		c.Errorf("app A's session appeared under app B's prefix")
 	}
 }
@@ -353,7 +356,7 @@ func checkConcurrency(c *C, h *Harness) {
 
 func checkCAS(c *C, h *Harness) {
 	st := newStore(c, h)
-	cas, ok := st.(sessions.CompareAndSwapStore)
+	cas, ok := st.(driver.CompareAndSwapper)
 	if !ok {
 		c.Skipf("store has no CompareAndSwap (the library then re-reads before writing in cluster mode)")
 	}
@@ -433,7 +436,7 @@ func checkCAS(c *C, h *Harness) {
 
 func checkListKeys(c *C, h *Harness) {
 	st := newStore(c, h)
-	lister, ok := st.(sessions.KeyLister)
+	lister, ok := st.(driver.KeyLister)
 	if !ok {
 		c.Skipf("store has no ListKeys (sessionctl ls/purge say the storage cannot list)")
 	}
@@ -471,7 +474,7 @@ func checkListKeys(c *C, h *Harness) {
 
 func checkSetMany(c *C, h *Harness) {
 	st := newStore(c, h)
-	batch, ok := st.(sessions.BatchSetter)
+	batch, ok := st.(driver.BatchSetter)
 	if !ok {
 		c.Skipf("store has no SetMany (write-behind then writes one session per call)")
 	}
@@ -512,11 +515,11 @@ func checkSetMany(c *C, h *Harness) {
 
 func checkCASMany(c *C, h *Harness) {
 	st := newStore(c, h)
-	many, ok := st.(sessions.CompareAndSwapManyStore)
+	many, ok := st.(driver.BatchCompareAndSwapper)
 	if !ok {
 		c.Skipf("store has no CompareAndSwapMany (write-behind then makes one CompareAndSwap call per session)")
 	}
-	cas, ok := st.(sessions.CompareAndSwapStore)
+	cas, ok := st.(driver.CompareAndSwapper)
 	if !ok {
 		c.Fatalf("store has CompareAndSwapMany but not CompareAndSwap; the library uses the first only with the second")
 	}
@@ -597,7 +600,7 @@ func checkCASMany(c *C, h *Harness) {
 
 func checkCompareAndDelete(c *C, h *Harness) {
 	st := newStore(c, h)
-	cad, ok := st.(sessions.CompareAndDeleteStore)
+	cad, ok := st.(driver.CompareAndDeleter)
 	if !ok {
 		c.Skipf("store has no CompareAndDelete (two servers finding one expired session at once may both fire OnSessionEnd)")
 	}
@@ -659,11 +662,11 @@ func checkCompareAndDelete(c *C, h *Harness) {
 
 func checkExpiryLister(c *C, h *Harness) {
 	st := newStore(c, h)
-	lister, ok := st.(sessions.ExpiryLister)
+	lister, ok := st.(driver.ExpiryLister)
 	if !ok {
 		c.Skipf("store has no ListExpiring (sessions that time out while no server holds them end without OnSessionEnd)")
 	}
-	if _, ok := st.(sessions.CompareAndDeleteStore); !ok {
+	if _, ok := st.(driver.CompareAndDeleter); !ok {
 		c.Errorf("store has ListExpiring but no CompareAndDelete: the library uses ListExpiring only to find entries to claim with CompareAndDelete")
 	}
 	p := ns()
@@ -712,12 +715,12 @@ func checkExpiryLister(c *C, h *Harness) {
 	if err := st.Delete(bg(), p+"k1"); err != nil {
 		c.Fatalf("Delete: %v", err)
 	}
-	if cad, ok := st.(sessions.CompareAndDeleteStore); ok {
+	if cad, ok := st.(driver.CompareAndDeleter); ok {
 		if ok, err := cad.CompareAndDelete(bg(), p+"k2", []byte("c")); !ok || err != nil {
 			c.Fatalf("CompareAndDelete of a listed entry: %v, %v", ok, err)
 		}
 	}
-	if cas, ok := st.(sessions.CompareAndSwapStore); ok {
+	if cas, ok := st.(driver.CompareAndSwapper); ok {
 		if ok, err := cas.CompareAndSwap(bg(), p+"k3", []byte("d"), []byte("d2"), 5*time.Hour); !ok || err != nil {
 			c.Fatalf("CompareAndSwap: %v, %v", ok, err)
 		}
@@ -725,7 +728,7 @@ func checkExpiryLister(c *C, h *Harness) {
 			c.Fatalf("CompareAndSwap: %v, %v", ok, err)
 		}
 	}
-	if b, ok := st.(sessions.BatchSetter); ok {
+	if b, ok := st.(driver.BatchSetter); ok {
 		if err := b.SetMany(bg(), []string{p + "batch"}, [][]byte{[]byte("b")}, 80*time.Minute); err != nil {
 			c.Fatalf("SetMany: %v", err)
 		}
@@ -733,10 +736,10 @@ func checkExpiryLister(c *C, h *Harness) {
 	keys, _ = list(time.Now().Add(2*time.Hour), 100)
 	sort.Strings(keys)
 	wantAfter := []string{p + "k4"}
-	if _, ok := st.(sessions.BatchSetter); ok {
+	if _, ok := st.(driver.BatchSetter); ok {
 		wantAfter = append(wantAfter, p+"batch")
 	}
-	if _, ok := st.(sessions.CompareAndSwapStore); ok {
+	if _, ok := st.(driver.CompareAndSwapper); ok {
 		wantAfter = append(wantAfter, p+"new")
 	} else {
 		wantAfter = append(wantAfter, p+"k3")

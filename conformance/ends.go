@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 )
@@ -54,7 +56,7 @@ func leftovers(c *C, st store.StoreInterface, prefix string, cookies []string) [
 			left = append(left, "the entry of cookie "+ck[:8]+"…")
 		}
 	}
-	if l, ok := st.(sessions.KeyLister); ok {
+	if l, ok := st.(driver.KeyLister); ok {
 		err := l.ListKeys(bg(), prefix, func(k string) error {
 			left = append(left, "listed key "+k)
 			return nil
@@ -63,7 +65,7 @@ func leftovers(c *C, st store.StoreInterface, prefix string, cookies []string) [
 			c.Errorf("ListKeys: %v", err)
 		}
 	}
-	if l, ok := st.(sessions.ExpiryLister); ok {
+	if l, ok := st.(driver.ExpiryLister); ok {
 		keys, _, err := l.ListExpiring(bg(), prefix, time.Now().Add(1000*time.Hour), 100)
 		if err != nil {
 			c.Errorf("ListExpiring: %v", err)
@@ -77,7 +79,7 @@ func leftovers(c *C, st store.StoreInterface, prefix string, cookies []string) [
 
 func checkEndsOnce(c *C, h *Harness) {
 	st := newStore(c, h)
-	if _, ok := st.(sessions.ExpiryLister); !ok {
+	if _, ok := st.(driver.ExpiryLister); !ok {
 		c.Skipf("store has no ListExpiring: a session that times out while no server holds it (evicted, or its server restarted) ends without OnSessionEnd")
 	}
 	r := h.TTLResolution
@@ -157,7 +159,7 @@ func checkEndsOnce(c *C, h *Harness) {
 
 func checkEndsOnceConcurrent(c *C, h *Harness) {
 	st := newStore(c, h)
-	if _, ok := st.(sessions.CompareAndDeleteStore); !ok {
+	if _, ok := st.(driver.CompareAndDeleter); !ok {
 		c.Skipf("store has no CompareAndDelete: requests on several servers that find one expired session each fire OnSessionEnd")
 	}
 	r := h.TTLResolution

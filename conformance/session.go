@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 )
@@ -129,7 +131,7 @@ func stored(st store.StoreInterface, prefix, cookie string) bool {
 	if !ok {
 		return false
 	}
-	_, err := get(bg(), st, sessions.StorageKey(prefix, id))
+	_, err := get(bg(), st, adapter.Key(prefix, id))
 	return err == nil
 }
 

@@ -9,8 +9,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/conformance"
 )
 
@@ -34,7 +36,7 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 	}
 	raw := fs.Arg(0)
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	storage, err := sessions.OpenStorage(openCtx, raw, nil)
+	storage, err := adapter.Resolve(openCtx, raw, nil)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionctl:", err)
@@ -55,7 +57,7 @@ delete entries. The exit code is 1 if any check fails.`, stderr)
 			h.MaxValueSize = 1000 << 10
 		}
 	}
-	fmt.Fprintf(stdout, "conformance of %s (%s store)\n\n", sessions.RedactURL(raw), st.GetType())
+	fmt.Fprintf(stdout, "conformance of %s (%s store)\n\n", driver.RedactURL(raw), st.GetType())
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
 	failed := 0

@@ -19,6 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 )
@@ -67,7 +70,7 @@ func boltURL(path string) string {
 func runDemoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defPath := defaultDemoPath()
 	defStorage := boltURL(defPath)
-	if !slices.Contains(sessions.Drivers(), "bolt") {
+	if !slices.Contains(driver.Schemes(), "bolt") {
 		defStorage = "memory" // a sessionctl built without drivers/bolt
 	}
 	fs := newFlags("demo", "", `
@@ -112,7 +115,7 @@ demo again and the cart is still there.`, stderr)
 		if !cfg.Cluster {
 			mode, how = "sticky", "the proxy keeps each browser on one server and fails over when it stops"
 		}
-		fmt.Fprintf(stdout, "sessionctl demo: %d app servers, %s mode, storage %s\n\n", cfg.Servers, mode, sessions.RedactURL(cfg.Storage))
+		fmt.Fprintf(stdout, "sessionctl demo: %d app servers, %s mode, storage %s\n\n", cfg.Servers, mode, driver.RedactURL(cfg.Storage))
 		fmt.Fprintf(stdout, "  Open %s\n\n", u)
 		fmt.Fprintf(stdout, "Click around: %s. Stop a server with its button and keep clicking.\nCtrl-C stops the demo.\n\n", how)
 	})
@@ -120,7 +123,7 @@ demo again and the cart is still there.`, stderr)
 		fmt.Fprintln(stderr, "sessionctl demo:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "demo stopped; every session was flushed to %s\n", sessions.RedactURL(cfg.Storage))
+	fmt.Fprintf(stdout, "demo stopped; every session was flushed to %s\n", driver.RedactURL(cfg.Storage))
 	return 0
 }
 
@@ -156,7 +159,7 @@ func runDemo(ctx context.Context, cfg demoConfig, ready func(url string)) error 
 	if cfg.Storage == "memory" || strings.HasPrefix(cfg.Storage, "memory:") {
 		// Each Manager would open a private memory store: share one, so
 		// the servers see each other's sessions as with a real storage.
-		st, err := sessions.OpenStorage(ctx, cfg.Storage, nil)
+		st, err := adapter.Resolve(ctx, cfg.Storage, nil)
 		if err != nil {
 			return err
 		}
@@ -182,7 +185,7 @@ func runDemo(ctx context.Context, cfg demoConfig, ready func(url string)) error 
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve(ln) }()
 	proxyURL := "http://" + ln.Addr().String() + "/"
-	d.logf("proxy     listening on %s, %s mode, storage %s", proxyURL, d.mode(), sessions.RedactURL(cfg.Storage))
+	d.logf("proxy     listening on %s, %s mode, storage %s", proxyURL, d.mode(), driver.RedactURL(cfg.Storage))
 	if ready != nil {
 		ready(proxyURL)
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/sessionstorage/sessions"
 )
 
@@ -127,7 +129,7 @@ func (d *demo) page(w http.ResponseWriter, r *http.Request, n int) {
 		Server:  n,
 		Hue:     []int{210, 30, 140, 280, 0, 180, 60, 320, 100}[(n-1)%9],
 		Mode:    d.mode(),
-		Storage: sessions.RedactURL(d.cfg.Storage),
+		Storage: driver.RedactURL(d.cfg.Storage),
 		Visits:  visits,
 		ID:      shortID(s.ID()),
 		Created: s.CreatedAt().Format(time.TimeOnly),

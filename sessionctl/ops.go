@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/sessionstorage/sessions/serializer"
 )
 
@@ -19,7 +20,7 @@ import (
 // scan calls fn for each entry under t.prefix that is still present when
 // read (an entry may expire or be deleted between listing and reading).
 // With read false, fn gets entries with only the key set.
-func (t *target) scan(ctx context.Context, l sessions.KeyLister, read bool, fn func(e entry) error) error {
+func (t *target) scan(ctx context.Context, l driver.KeyLister, read bool, fn func(e entry) error) error {
 	return l.ListKeys(ctx, t.prefix, func(key string) error {
 		if !read {
 			return fn(entry{key: key})

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
@@ -97,7 +99,7 @@ func populate(t *testing.T, url string) *fixture {
 	f.ids = writeSessions(t, sessions.Config{Storage: url}, 3)
 
 	ctx := context.Background()
-	storage, err := sessions.OpenStorage(ctx, url, nil)
+	storage, err := adapter.Resolve(ctx, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +111,9 @@ func populate(t *testing.T, url string) *fixture {
 		LastAccess: now.Add(-time.Hour).UnixMilli(), Expires: now.Add(-30 * time.Minute).UnixMilli(),
 		Revision: 3, Values: []serializer.Field{{Key: "visits", Value: []byte("7")}},
 	}
-	f.expiredKey = sessions.StorageKey(defaultPrefix, newID(t))
-	f.corruptKey = sessions.StorageKey(defaultPrefix, newID(t))
-	f.sealedKey = sessions.StorageKey(defaultPrefix, newID(t))
+	f.expiredKey = adapter.Key(defaultPrefix, newID(t))
+	f.corruptKey = adapter.Key(defaultPrefix, newID(t))
+	f.sealedKey = adapter.Key(defaultPrefix, newID(t))
 	f.otherKey = "other:" + newID(t)
 	bad := expired.Marshal()
 	bad[len(bad)-1] ^= 0xff
@@ -134,12 +136,12 @@ func count(re, s string) int { return len(regexp.MustCompile(re).FindAllString(s
 // testOps runs every operator command against a populated storage.
 func testOps(t *testing.T, url string) {
 	f := populate(t, url)
-	key1 := sessions.StorageKey(defaultPrefix, f.ids[0])
+	key1 := adapter.Key(defaultPrefix, f.ids[0])
 
 	// ls: every session, the expired and corrupt ones marked; totals.
 	out, _ := mustRun(t, 0, "ls", url)
 	for _, id := range f.ids {
-		if !strings.Contains(out, sessions.StorageKey(defaultPrefix, id)) {
+		if !strings.Contains(out, adapter.Key(defaultPrefix, id)) {
 			t.Errorf("ls lacks session %s:\n%s", id, out)
 		}
 	}
@@ -237,7 +239,7 @@ func testOps(t *testing.T, url string) {
 	checkSession(t, url, f.ids[1], 20)
 
 	// rm: by ID and by key, idempotent.
-	key2 := sessions.StorageKey(defaultPrefix, f.ids[1])
+	key2 := adapter.Key(defaultPrefix, f.ids[1])
 	out, _ = mustRun(t, 0, "rm", url, f.ids[0], key2)
 	if count(`(?m)^deleted `, out) != 2 {
 		t.Errorf("rm:\n%s", out)
@@ -346,7 +348,7 @@ options = { bucket = "web" }
 	}
 	ids := writeSessions(t, cfg, 2)
 	out, _ := mustRun(t, 0, "ls", "-config", path, "main")
-	if !strings.Contains(out, sessions.StorageKey("app:", ids[0])) || !strings.Contains(out, "2 entries under prefix \"app:\"") {
+	if !strings.Contains(out, adapter.Key("app:", ids[0])) || !strings.Contains(out, "2 entries under prefix \"app:\"") {
 		t.Errorf("ls -config main:\n%s", out)
 	}
 	out, _ = mustRun(t, 0, "show", "-values", "-config", path, "main", ids[1])
@@ -431,7 +433,7 @@ func TestOpsStorageKeyPrefix(t *testing.T) {
 	url := boltURL(filepath.Join(t.TempDir(), "app.db")) + "?key_prefix=shop:"
 	ids := writeSessions(t, sessions.Config{Storage: url}, 2)
 	out, _ := mustRun(t, 0, "ls", url)
-	if !strings.Contains(out, sessions.StorageKey("shop:", ids[0])) || !strings.Contains(out, `2 entries under prefix "shop:"`) {
+	if !strings.Contains(out, adapter.Key("shop:", ids[0])) || !strings.Contains(out, `2 entries under prefix "shop:"`) {
 		t.Errorf("ls with the storage's key_prefix:\n%s", out)
 	}
 }

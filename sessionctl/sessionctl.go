@@ -1,7 +1,7 @@
 // Package sessionctl is the sessionctl command line as a library, for
 // driver authors and operators who build their own sessionctl: one that
 // links a storage driver the bundled command does not (a driver of your
-// own, registered with sessions.RegisterDriver), or only the drivers they
+// own, registered with driver.Register), or only the drivers they
 // use. Its main is six lines:
 //
 //	package main
@@ -33,7 +33,7 @@
 // linked drivers (cmd/sessionctl links redis://, rediss://, memcached://,
 // bolt://, postgres://, mysql://, sqlite://) or, with -config FILE.toml,
 // the name of one of the file's [storages.NAME] tables. A storage whose
-// driver cannot list keys (no sessions.KeyLister) works with show and rm;
+// driver cannot list keys (no driver.KeyLister) works with show and rm;
 // ls, purge and stats say that it cannot list. The demo's default storage
 // is a bbolt file when the program links drivers/bolt, else "memory".
 package sessionctl

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/serializer"
 )
@@ -52,7 +55,7 @@ func addStorageFlags(fs *flag.FlagSet) *storageFlags {
 
 // target is an open storage.
 type target struct {
-	st      *sessions.Storage
+	st      *adapter.Storage
 	name    string // for display, passwords hidden
 	prefix  string
 	timeout time.Duration
@@ -112,7 +115,7 @@ func (sf *storageFlags) open(ctx context.Context, spec string) (*target, error) 
 	}
 	openCtx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
-	st, err := sessions.OpenStorage(openCtx, spec, defined)
+	st, err := adapter.Resolve(openCtx, spec, defined)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +145,7 @@ func (t *target) close() { _ = t.st.Close() }
 // openListing opens STORAGE for a command that lists its keys. On failure
 // (including a storage that cannot list) it prints why and returns nil;
 // otherwise the caller closes the target.
-func openListing(ctx context.Context, sf *storageFlags, spec, cmd string, stderr io.Writer) (*target, sessions.KeyLister) {
+func openListing(ctx context.Context, sf *storageFlags, spec, cmd string, stderr io.Writer) (*target, driver.KeyLister) {
 	t := openTarget(ctx, sf, spec, stderr)
 	if t == nil {
 		return nil, nil
@@ -158,8 +161,8 @@ func openListing(ctx context.Context, sf *storageFlags, spec, cmd string, stderr
 
 // lister returns the store's listing capability, or an error saying that
 // this storage cannot list keys and what to do instead.
-func (t *target) lister(cmd string) (sessions.KeyLister, error) {
-	if l, ok := t.st.Store().(sessions.KeyLister); ok {
+func (t *target) lister(cmd string) (driver.KeyLister, error) {
+	if l, ok := t.st.Store().(driver.KeyLister); ok {
 		return l, nil
 	}
 	return nil, fmt.Errorf("%s: storage %s (%s store) cannot list keys: its driver has no ListKeys (memcached, for one, cannot enumerate keys reliably), so %q cannot find its sessions.\n"+
@@ -172,7 +175,7 @@ func (t *target) get(ctx context.Context, key string) (data []byte, found bool, 
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	data, err = t.st.Get(ctx, key)
-	if errors.Is(err, sessions.ErrNotFound) {
+	if errors.Is(err, adapter.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -197,7 +200,7 @@ func (t *target) delete(ctx context.Context, key string) error {
 // the key that was looked for).
 func (t *target) locate(ctx context.Context, arg string) (key string, data []byte, found bool, err error) {
 	if id, ok := sessions.CookieID(arg); ok {
-		key = sessions.StorageKey(t.prefix, id)
+		key = adapter.Key(t.prefix, id)
 		if data, found, err = t.get(ctx, key); found || err != nil {
 			return key, data, found, err
 		}

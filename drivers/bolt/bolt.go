@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"go.etcd.io/bbolt"
 )
@@ -51,6 +53,18 @@ type Options struct {
 	// transaction deletes. Zero selects DefaultSweepBatch (1000).
 	SweepBatch int
 }
+
+// The capabilities the library finds by type assertion: a signature
+// change fails to compile here instead of silently dropping one.
+var (
+	_ driver.Store                  = (*Store)(nil)
+	_ driver.CompareAndSwapper      = (*Store)(nil)
+	_ driver.BatchCompareAndSwapper = (*Store)(nil)
+	_ driver.BatchSetter            = (*Store)(nil)
+	_ driver.KeyLister              = (*Store)(nil)
+	_ driver.CompareAndDeleter      = (*Store)(nil)
+	_ driver.ExpiryLister           = (*Store)(nil)
+)
 
 // Store is a gocache store (store.StoreInterface) on a bbolt database. It is
 // safe for concurrent use. Create it with NewFromDB or Open; call Close when

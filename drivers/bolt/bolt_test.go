@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
-
-	"github.com/sessionstorage/sessions"
 )
 
 func TestMain(m *testing.M) {
@@ -88,8 +88,8 @@ func rawCount(t *testing.T, s *Store) (data, index int) {
 }
 
 func TestRegistered(t *testing.T) {
-	if !slices.Contains(sessions.Drivers(), "bolt") {
-		t.Fatalf("scheme bolt not registered: %v", sessions.Drivers())
+	if !slices.Contains(driver.Schemes(), "bolt") {
+		t.Fatalf("scheme bolt not registered: %v", driver.Schemes())
 	}
 	if got := newTemp(t, "").GetType(); got != "bolt" {
 		t.Fatalf("GetType = %q", got)
@@ -569,8 +569,8 @@ func TestLockedFile(t *testing.T) {
 	}
 	// A lock held by another process is what a restart overlap looks
 	// like: the storage is valid but unreachable for now.
-	if !errors.Is(err, sessions.ErrStorageUnreachable) {
-		t.Errorf("%v does not wrap sessions.ErrStorageUnreachable", err)
+	if !errors.Is(err, driver.ErrUnreachable) {
+		t.Errorf("%v does not wrap driver.ErrUnreachable", err)
 	}
 	// The message names the ways out: stop the app, work from inside it,
 	// or wait longer for the lock at a restart.
@@ -621,7 +621,7 @@ func TestURLs(t *testing.T) {
 	if _, err := Open(context.Background(), u); err == nil ||
 		!strings.Contains(err.Error(), `unknown option "buckett"`) ||
 		!strings.Contains(err.Error(), "bucket, mode, sweep, timeout") ||
-		errors.Is(err, sessions.ErrStorageUnreachable) {
+		errors.Is(err, driver.ErrUnreachable) {
 		t.Errorf("Open with an unknown option: %v", err)
 	}
 	u, _ = url.Parse("bolt://" + dir + "/nodir/x.db")

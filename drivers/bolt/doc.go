@@ -61,7 +61,7 @@
 // *bbolt.DB, and the file is closed when the last of them is closed. A file
 // locked by another process makes Open fail after the lock timeout with an
 // error that says so and names the ways out, instead of hanging; it wraps
-// sessions.ErrStorageUnreachable, so a session Manager starting while the
+// driver.ErrUnreachable, so a session Manager starting while the
 // old process still holds the file (a restart that overlaps) starts anyway
 // and opens the file once it is free.
 //

@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eko/gocache/lib/v4/store"
+	"github.com/sessionstorage/sessions/driver"
 
-	"github.com/sessionstorage/sessions"
+	"github.com/eko/gocache/lib/v4/store"
 )
 
 var (
-	_ sessions.CompareAndDeleteStore = (*Store)(nil)
-	_ sessions.ExpiryLister          = (*Store)(nil)
+	_ driver.CompareAndDeleter = (*Store)(nil)
+	_ driver.ExpiryLister      = (*Store)(nil)
 )
 
 func mustCompareAndDelete(t *testing.T, s *Store, key string, old []byte, want bool) {

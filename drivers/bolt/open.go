@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"go.etcd.io/bbolt"
-
-	"github.com/sessionstorage/sessions"
 )
 
 // Scheme is the URL scheme this package registers with the sessions core.
@@ -32,7 +32,7 @@ const DefaultLockTimeout = time.Second
 const DefaultFileMode fs.FileMode = 0o600
 
 func init() {
-	sessions.RegisterDriver(Scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
+	driver.Register(Scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
 		return Open(ctx, u)
 	})
 }
@@ -219,7 +219,7 @@ func openFile(path string, lockTimeout time.Duration, mode fs.FileMode) (*bbolt.
 	db, err := bbolt.Open(path, mode, &bbolt.Options{Timeout: lockTimeout})
 	switch {
 	case errors.Is(err, bbolt.ErrTimeout):
-		return nil, fmt.Errorf("%w: %w", sessions.ErrStorageUnreachable, lockedError(path, lockTimeout, err))
+		return nil, fmt.Errorf("%w: %w", driver.ErrUnreachable, lockedError(path, lockTimeout, err))
 	case errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("bolt: opening %s: its directory does not exist: %w", path, err)
 	case err != nil:

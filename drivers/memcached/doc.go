@@ -32,7 +32,7 @@
 // version command to every server, so a wrong address fails at once. When
 // a server cannot be reached (connection refused, no answer within
 // timeout, a host name that does not resolve) the error wraps
-// sessions.ErrStorageUnreachable; a bad URL or option, or a server that
+// driver.ErrUnreachable; a bad URL or option, or a server that
 // answers but not as memcached, does not.
 //
 // # Options

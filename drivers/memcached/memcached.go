@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/eko/gocache/lib/v4/store"
 	memcachestore "github.com/eko/gocache/store/memcache/v4"
@@ -31,6 +33,14 @@ const (
 // ErrTooLarge is matched (with errors.Is) by the error a write returns for a
 // value that would exceed the item size limit.
 var ErrTooLarge = errors.New("memcached: item too large")
+
+// The capabilities the library finds by type assertion: a signature
+// change fails to compile here instead of silently dropping one.
+var (
+	_ driver.Store             = (*Store)(nil)
+	_ driver.CompareAndSwapper = (*Store)(nil)
+	_ driver.CompareAndDeleter = (*Store)(nil)
+)
 
 // Store is gocache's memcache store (embedded) with memcached's quirks fixed
 // in its own methods, plus the CompareAndSwap and CompareAndDelete

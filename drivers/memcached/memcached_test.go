@@ -13,11 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/eko/gocache/lib/v4/store"
 	"go.uber.org/goleak"
 
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -82,8 +83,8 @@ func getBytes(t testing.TB, s *Store, key string) ([]byte, error) {
 }
 
 func TestRegistered(t *testing.T) {
-	if !slices.Contains(sessions.Drivers(), "memcached") {
-		t.Errorf("scheme memcached not registered; have %v", sessions.Drivers())
+	if !slices.Contains(driver.Schemes(), "memcached") {
+		t.Errorf("scheme memcached not registered; have %v", driver.Schemes())
 	}
 }
 
@@ -485,13 +486,13 @@ func TestNoListKeys(t *testing.T) {
 	}); ok {
 		t.Error("Store has ListKeys; memcached cannot list keys reliably")
 	}
-	if _, ok := st.(sessions.CompareAndSwapStore); !ok {
-		t.Error("Store does not implement sessions.CompareAndSwapStore")
+	if _, ok := st.(driver.CompareAndSwapper); !ok {
+		t.Error("Store does not implement driver.CompareAndSwapper")
 	}
-	if _, ok := st.(sessions.CompareAndDeleteStore); !ok {
-		t.Error("Store does not implement sessions.CompareAndDeleteStore")
+	if _, ok := st.(driver.CompareAndDeleter); !ok {
+		t.Error("Store does not implement driver.CompareAndDeleter")
 	}
-	if _, ok := st.(sessions.ExpiryLister); ok {
+	if _, ok := st.(driver.ExpiryLister); ok {
 		t.Error("Store has ListExpiring; memcached cannot list")
 	}
 }

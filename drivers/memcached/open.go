@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/eko/gocache/lib/v4/store"
-
-	"github.com/sessionstorage/sessions"
 )
 
 // Scheme is the URL scheme this package registers with the sessions core.
@@ -24,7 +24,7 @@ const Scheme = "memcached"
 const DefaultPort = "11211"
 
 func init() {
-	sessions.RegisterDriver(Scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
+	driver.Register(Scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
 		return Open(ctx, u)
 	})
 }
@@ -138,7 +138,7 @@ func serverAddr(h string) (string, error) {
 // connections. A malformed URL, an unknown option, an unresolvable host or
 // an unreachable server is an error. An error that a server could not be
 // reached (refused, timed out, its host name not resolving) wraps
-// sessions.ErrStorageUnreachable; one about the URL or its options, or a
+// driver.ErrUnreachable; one about the URL or its options, or a
 // server that answers but not as memcached, does not.
 func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err := ctx.Err(); err != nil {
@@ -153,7 +153,7 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 		err = fmt.Errorf("memcached: resolving servers %s: %w", strings.Join(c.servers, ","), err)
 		if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
 			// A name that does not resolve yet (a service not started) may later.
-			return nil, fmt.Errorf("%w: %w", sessions.ErrStorageUnreachable, err)
+			return nil, fmt.Errorf("%w: %w", driver.ErrUnreachable, err)
 		}
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 		if strings.Contains(err.Error(), "unexpected response line") {
 			return nil, err // something answered, not memcached
 		}
-		return nil, fmt.Errorf("%w: %w", sessions.ErrStorageUnreachable, err)
+		return nil, fmt.Errorf("%w: %w", driver.ErrUnreachable, err)
 	}
 	if err := ctx.Err(); err != nil {
 		_ = client.Close()

@@ -7,11 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
-// Open wraps sessions.ErrStorageUnreachable around failures to reach the
+// Open wraps driver.ErrUnreachable around failures to reach the
 // servers, and only around those.
 func TestOpenUnreachable(t *testing.T) {
 	addr := testservers.SharedMemcached(t).Addr()
@@ -35,7 +36,7 @@ func TestOpenUnreachable(t *testing.T) {
 			t.Errorf("%s: Open succeeded", raw)
 			continue
 		}
-		if got := errors.Is(err, sessions.ErrStorageUnreachable); got != want {
+		if got := errors.Is(err, driver.ErrUnreachable); got != want {
 			t.Errorf("%s: %v; errors.Is ErrStorageUnreachable = %v, want %v", raw, err, got, want)
 		}
 		if want && !strings.Contains(err.Error(), "cannot reach servers") && !strings.Contains(err.Error(), "resolving servers") {
@@ -91,7 +92,7 @@ func TestHungServerCallsBoundedByTimeout(t *testing.T) {
 	// Open of a hung server: unreachable, within the timeout.
 	start := time.Now()
 	_, err := Open(bg, mustParse(t, srv.URL()+"?timeout="+timeout.String()))
-	if !errors.Is(err, sessions.ErrStorageUnreachable) {
+	if !errors.Is(err, driver.ErrUnreachable) {
 		t.Errorf("Open of a hung server: %v, want ErrStorageUnreachable", err)
 	}
 	if d := time.Since(start); d > timeout+time.Second {

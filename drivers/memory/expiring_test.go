@@ -11,15 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/drivers/memory"
 )
 
 var (
-	_ sessions.CompareAndDeleteStore = (*memory.Store)(nil)
-	_ sessions.ExpiryLister          = (*memory.Store)(nil)
+	_ driver.CompareAndDeleter = (*memory.Store)(nil)
+	_ driver.ExpiryLister      = (*memory.Store)(nil)
 )
 
 func mustCompareAndDelete(t *testing.T, s *memory.Store, key string, old []byte, want bool) {

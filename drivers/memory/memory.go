@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 )
 
@@ -49,6 +51,17 @@ type Options struct {
 	// their memory (they are invisible from their deadline on). Default 1 s.
 	SweepInterval time.Duration
 }
+
+// The capabilities the library finds by type assertion: a signature
+// change fails to compile here instead of silently dropping one.
+var (
+	_ driver.Store                  = (*Store)(nil)
+	_ driver.CompareAndSwapper      = (*Store)(nil)
+	_ driver.BatchCompareAndSwapper = (*Store)(nil)
+	_ driver.BatchSetter            = (*Store)(nil)
+	_ driver.CompareAndDeleter      = (*Store)(nil)
+	_ driver.ExpiryLister           = (*Store)(nil)
+)
 
 // Store is the in-process store. It is safe for concurrent use. The zero
 // value is not usable: call New.

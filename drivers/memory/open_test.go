@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/internal/adapter"
 )
 
 // TestURLOptions: the memory:// URL (its opener is registered by the
@@ -14,7 +14,7 @@ import (
 func TestURLOptions(t *testing.T) {
 	ctx := context.Background()
 	for _, raw := range []string{"memory", "memory://", "memory://?sweep=2s", "memory://?key_prefix=app:&sweep=1s", "memory://?key_prefix=app:"} {
-		st, err := sessions.OpenStorage(ctx, raw, nil)
+		st, err := adapter.Resolve(ctx, raw, nil)
 		if err != nil {
 			t.Errorf("%s: %v", raw, err)
 			continue
@@ -28,7 +28,7 @@ func TestURLOptions(t *testing.T) {
 		"memory://?sweep=-1s":         {`sweep="-1s"`},
 		"memory://?sweep=1s&sweep=2s": {`"sweep" given 2 times`},
 	} {
-		st, err := sessions.OpenStorage(ctx, raw, nil)
+		st, err := adapter.Resolve(ctx, raw, nil)
 		if err == nil {
 			st.Close()
 			t.Errorf("%s: opened", raw)

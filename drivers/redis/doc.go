@@ -18,7 +18,7 @@
 // the URL, sends a PING bounded by the context so that a wrong address or
 // password fails at once, and owns the client (Store.Close closes it).
 // When the deployment cannot be reached (connection refused, a timeout, a
-// server still loading) the error wraps sessions.ErrStorageUnreachable;
+// server still loading) the error wraps driver.ErrUnreachable;
 // a bad URL or option, a wrong password, database or master name, or a
 // TLS certificate failure does not.
 //

@@ -9,16 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
 var (
-	_ sessions.CompareAndDeleteStore = (*Store)(nil)
-	_ sessions.ExpiryLister          = (*Store)(nil)
+	_ driver.CompareAndDeleter = (*Store)(nil)
+	_ driver.ExpiryLister      = (*Store)(nil)
 )
 
 // TestExpiryIndex runs each expiry index test on a standalone server (a

@@ -11,10 +11,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/sessionstorage/sessions"
 )
 
 // The URL schemes this package registers with the sessions core.
@@ -27,8 +27,8 @@ func init() {
 	open := func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
 		return Open(ctx, u)
 	}
-	sessions.RegisterDriver(Scheme, open)
-	sessions.RegisterDriver(TLSScheme, open)
+	driver.Register(Scheme, open)
+	driver.Register(TLSScheme, open)
 }
 
 // mode is the kind of deployment a URL describes.
@@ -198,7 +198,7 @@ func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
 // client: Store.Close closes it. A malformed URL, an unknown option or an
 // unreachable server is an error; passwords are redacted from error
 // messages. An error that the deployment could not be reached (refused,
-// timed out, down, loading) wraps sessions.ErrStorageUnreachable; one
+// timed out, down, loading) wraps driver.ErrUnreachable; one
 // that it refused the configuration (a wrong password, database, master
 // name or certificate) does not.
 func Open(ctx context.Context, u *url.URL) (*Store, error) {
@@ -215,7 +215,7 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 			return nil, cerr
 		}
 		if unreachable(err) {
-			return nil, fmt.Errorf("%w: redis: cannot reach %s (%s mode): %w", sessions.ErrStorageUnreachable, redact(u), m, err)
+			return nil, fmt.Errorf("%w: redis: cannot reach %s (%s mode): %w", driver.ErrUnreachable, redact(u), m, err)
 		}
 		return nil, fmt.Errorf("redis: cannot reach %s (%s mode): %w", redact(u), m, err)
 	}

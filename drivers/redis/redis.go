@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	redisstore "github.com/eko/gocache/store/redis/v4"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -15,6 +17,18 @@ import (
 // ScanCount is the COUNT hint ListKeys passes to each SCAN call: roughly
 // how many keys the server examines per round trip.
 const ScanCount = 1000
+
+// The capabilities the library finds by type assertion: a signature
+// change fails to compile here instead of silently dropping one.
+var (
+	_ driver.Store                  = (*Store)(nil)
+	_ driver.CompareAndSwapper      = (*Store)(nil)
+	_ driver.BatchCompareAndSwapper = (*Store)(nil)
+	_ driver.BatchSetter            = (*Store)(nil)
+	_ driver.KeyLister              = (*Store)(nil)
+	_ driver.CompareAndDeleter      = (*Store)(nil)
+	_ driver.ExpiryLister           = (*Store)(nil)
+)
 
 // Store is gocache's redis store (embedded: every store.StoreInterface
 // method is gocache's own, except Set and Delete, which behave as

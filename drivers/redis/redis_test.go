@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -93,7 +94,7 @@ func getBytes(t testing.TB, s *Store, key string) ([]byte, error) {
 }
 
 func TestRegistered(t *testing.T) {
-	d := sessions.Drivers()
+	d := driver.Schemes()
 	for _, want := range []string{"redis", "rediss"} {
 		if !slices.Contains(d, want) {
 			t.Errorf("scheme %q not registered; have %v", want, d)

@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -73,7 +74,7 @@ func TestBadOptionValues(t *testing.T) {
 	}
 }
 
-// Open wraps sessions.ErrStorageUnreachable around failures to reach the
+// Open wraps driver.ErrUnreachable around failures to reach the
 // deployment, and only around those.
 func TestOpenUnreachable(t *testing.T) {
 	srv := testservers.SharedRedis(t)
@@ -96,7 +97,7 @@ func TestOpenUnreachable(t *testing.T) {
 			t.Errorf("%s: Open succeeded", raw)
 			continue
 		}
-		if got := errors.Is(err, sessions.ErrStorageUnreachable); got != want {
+		if got := errors.Is(err, driver.ErrUnreachable); got != want {
 			t.Errorf("%s: %v; errors.Is ErrStorageUnreachable = %v, want %v", raw, err, got, want)
 		}
 		if want && !strings.Contains(err.Error(), "cannot reach") {
@@ -112,7 +113,7 @@ func TestOpenUnreachable(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := Open(ctx, mustParse(t, hung.URL()))
-	if !errors.Is(err, sessions.ErrStorageUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, driver.ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Open of a hung server: %v, want ErrStorageUnreachable and DeadlineExceeded", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {

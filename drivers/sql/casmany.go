@@ -12,11 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/sessionstorage/sessions"
 )
-
-var _ sessions.CompareAndSwapManyStore = (*Store)(nil)
 
 // CompareAndSwapMany performs CompareAndSwap(keys[i], olds[i], values[i],
 // ttl) for every i and reports in swapped[i] whether entry i was stored:

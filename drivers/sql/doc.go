@@ -44,7 +44,7 @@
 //
 // Open checks the connection of a PostgreSQL or MySQL URL: a server that
 // refuses, resets or does not answer gives an error wrapping
-// sessions.ErrStorageUnreachable (a Manager then starts and retries);
+// driver.ErrUnreachable (a Manager then starts and retries);
 // wrong credentials or database names are plain errors.
 //
 // SQLite files are opened with _pragma=busy_timeout(5000) (see the

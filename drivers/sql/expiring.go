@@ -6,13 +6,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/sessionstorage/sessions"
-)
-
-var (
-	_ sessions.CompareAndDeleteStore = (*Store)(nil)
-	_ sessions.ExpiryLister          = (*Store)(nil)
 )
 
 // CompareAndDelete deletes key only if its current value is byte-for-byte

@@ -16,14 +16,14 @@ import (
 	"syscall"
 	"time"
 
+	sessdriver "github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
-
-	"github.com/sessionstorage/sessions"
 )
 
 // schemes are the URL schemes this package registers with the sessions core.
@@ -35,7 +35,7 @@ const DefaultBusyTimeout = 5 * time.Second
 
 func init() {
 	for _, scheme := range schemes {
-		sessions.RegisterDriver(scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
+		sessdriver.Register(scheme, func(ctx context.Context, u *url.URL) (store.StoreInterface, error) {
 			return Open(ctx, u)
 		})
 	}
@@ -90,7 +90,7 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err := pingServer(ctx, db, dialect); err != nil {
 		_ = db.Close()
 		if unreachable(err) {
-			return nil, fmt.Errorf("%w: sqlstore: %s: %v", sessions.ErrStorageUnreachable, redacted(u), err)
+			return nil, fmt.Errorf("%w: sqlstore: %s: %v", sessdriver.ErrUnreachable, redacted(u), err)
 		}
 		return nil, fmt.Errorf("sqlstore: %s: %w", redacted(u), err)
 	}
@@ -536,4 +536,4 @@ func openSQLite(u *url.URL, rest url.Values, busy time.Duration) (*sql.DB, error
 // redacted renders u for error messages with the password in its user
 // information and in any password option (password=, sslpassword=)
 // replaced by "xxxxx": url.URL.Redacted masks the user information only.
-func redacted(u *url.URL) string { return sessions.RedactURL(u.String()) }
+func redacted(u *url.URL) string { return sessdriver.RedactURL(u.String()) }

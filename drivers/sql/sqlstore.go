@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	sessdriver "github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/go-sql-driver/mysql"
 )
@@ -55,6 +57,18 @@ type Options struct {
 	// table must exist either way.
 	NoCreate bool
 }
+
+// The capabilities the library finds by type assertion: a signature
+// change fails to compile here instead of silently dropping one.
+var (
+	_ sessdriver.Store                  = (*Store)(nil)
+	_ sessdriver.CompareAndSwapper      = (*Store)(nil)
+	_ sessdriver.BatchCompareAndSwapper = (*Store)(nil)
+	_ sessdriver.BatchSetter            = (*Store)(nil)
+	_ sessdriver.KeyLister              = (*Store)(nil)
+	_ sessdriver.CompareAndDeleter      = (*Store)(nil)
+	_ sessdriver.ExpiryLister           = (*Store)(nil)
+)
 
 // Store is a gocache store (store.StoreInterface) on a database/sql
 // database. It is safe for concurrent use. Create it with New or Open; call

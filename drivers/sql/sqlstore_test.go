@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	sessdriver "github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 	"go.uber.org/goleak"
 
-	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -864,8 +866,8 @@ func testSetManyAtomic(t *testing.T, b backend) {
 
 func TestRegistered(t *testing.T) {
 	for _, scheme := range []string{"postgres", "postgresql", "mysql", "sqlite"} {
-		if !slices.Contains(sessions.Drivers(), scheme) {
-			t.Errorf("scheme %s not registered: %v", scheme, sessions.Drivers())
+		if !slices.Contains(driver.Schemes(), scheme) {
+			t.Errorf("scheme %s not registered: %v", scheme, driver.Schemes())
 		}
 	}
 }
@@ -1080,7 +1082,7 @@ func TestUnknownOptions(t *testing.T) {
 			!strings.Contains(msg, "table, sweep, create, busy_timeout") || !strings.Contains(msg, tc.known) {
 			t.Errorf("%s: error %q does not name %s and list the known options", tc.raw, msg, tc.bad)
 		}
-		if errors.Is(err, sessions.ErrStorageUnreachable) {
+		if errors.Is(err, sessdriver.ErrUnreachable) {
 			t.Errorf("%s: an option error wraps ErrStorageUnreachable", tc.raw)
 		}
 	}
@@ -1097,7 +1099,7 @@ func TestUnknownOptions(t *testing.T) {
 }
 
 // TestUnreachable: a database server that is down makes Open fail with an
-// error wrapping sessions.ErrStorageUnreachable and keeping the driver's
+// error wrapping sessdriver.ErrUnreachable and keeping the driver's
 // text; a server that answers but refuses the database does not.
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
@@ -1110,7 +1112,7 @@ func TestUnreachable(t *testing.T) {
 			s.Close()
 			t.Fatalf("%s: opened", raw)
 		}
-		if !errors.Is(err, sessions.ErrStorageUnreachable) {
+		if !errors.Is(err, sessdriver.ErrUnreachable) {
 			t.Errorf("%s: %v does not wrap ErrStorageUnreachable", raw, err)
 		}
 		if !strings.Contains(err.Error(), text) {
@@ -1170,7 +1172,7 @@ func TestUnreachable(t *testing.T) {
 				s.Close()
 				t.Fatalf("%s: opened", u.Redacted())
 			}
-			if errors.Is(err, sessions.ErrStorageUnreachable) {
+			if errors.Is(err, sessdriver.ErrUnreachable) {
 				t.Errorf("%s: %v wraps ErrStorageUnreachable", u.Redacted(), err)
 			}
 		}

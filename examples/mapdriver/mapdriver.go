@@ -10,17 +10,24 @@ import (
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
-	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/driver"
 )
 
 func init() {
-	sessions.RegisterDriver("map", func(context.Context, *url.URL) (store.StoreInterface, error) { return New(), nil })
+	driver.Register("map", func(context.Context, *url.URL) (store.StoreInterface, error) { return New(), nil })
 }
 
 type entry struct {
 	value   []byte
 	expires time.Time // zero: never
 }
+
+// The capabilities the library finds by type assertion: a signature
+// change fails to compile here instead of silently dropping one.
+var (
+	_ driver.Store     = (*Store)(nil)
+	_ driver.KeyLister = (*Store)(nil)
+)
 
 // Store keeps entries in a map; it is safe for concurrent use.
 type Store struct {

@@ -226,7 +226,7 @@ func TestFragmentRules(t *testing.T) {
 	if p := compile(t, ok, tmp, "rulesok"); p != "" {
 		t.Errorf("a fragment with free variables failed:\n%s", p)
 	}
-	bad := snippet{file: "bad", code: "sessions.RegisterDriver(\"map\", mapdriver.Open)\n"}
+	bad := snippet{file: "bad", code: "driver.Register(\"map\", mapdriver.Open)\n"}
 	if p := compile(t, bad, tmp, "rulesbad"); !strings.Contains(p, "mapdriver.Open") {
 		t.Errorf("a fragment calling mapdriver.Open, which does not exist, passed or failed otherwise:\n%s", p)
 	}

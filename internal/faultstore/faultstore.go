@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/eko/gocache/lib/v4/store"
 )
 
@@ -31,8 +33,9 @@ const (
 )
 
 // Store wraps a store. It forwards CompareAndSwap, CompareAndSwapMany,
-// SetMany, CompareAndDelete and ListExpiring (each fails if the wrapped
-// store lacks it); use Plain for a view without those capabilities.
+// SetMany, CompareAndDelete and ListExpiring, declining one the wrapped
+// store lacks with driver.ErrSkip; use Plain for a view without those
+// capabilities.
 type Store struct {
 	inner store.StoreInterface
 
@@ -224,7 +227,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		CompareAndSwap(context.Context, string, []byte, []byte, time.Duration) (bool, error)
 	})
 	if !ok {
-		return false, errors.New("faultstore: wrapped store has no CompareAndSwap; use Plain")
+		return false, driver.ErrSkip
 	}
 	return cas.CompareAndSwap(ctx, key, old, value, ttl)
 }
@@ -243,7 +246,7 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 		SetMany(context.Context, []string, [][]byte, time.Duration) error
 	})
 	if !ok {
-		return errors.New("faultstore: wrapped store has no SetMany; use Plain")
+		return driver.ErrSkip
 	}
 	return b.SetMany(ctx, keys, values, ttl)
 }
@@ -264,7 +267,7 @@ func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, val
 		CompareAndSwapMany(context.Context, []string, [][]byte, [][]byte, time.Duration) ([]bool, error)
 	})
 	if !ok {
-		return nil, errors.New("faultstore: wrapped store has no CompareAndSwapMany; use Plain")
+		return nil, driver.ErrSkip
 	}
 	return b.CompareAndSwapMany(ctx, keys, olds, values, ttl)
 }
@@ -280,7 +283,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, old []byte) (b
 		CompareAndDelete(context.Context, string, []byte) (bool, error)
 	})
 	if !ok {
-		return false, errors.New("faultstore: wrapped store has no CompareAndDelete; use Plain")
+		return false, driver.ErrSkip
 	}
 	return c.CompareAndDelete(ctx, key, old)
 }
@@ -294,7 +297,7 @@ func (s *Store) ListExpiring(ctx context.Context, prefix string, before time.Tim
 		ListExpiring(context.Context, string, time.Time, int) ([]string, [][]byte, error)
 	})
 	if !ok {
-		return nil, nil, errors.New("faultstore: wrapped store has no ListExpiring; use Plain")
+		return nil, nil, driver.ErrSkip
 	}
 	return l.ListExpiring(ctx, prefix, before, limit)
 }

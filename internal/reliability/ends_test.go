@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
@@ -151,18 +154,18 @@ func TestEndsFireOnceAcrossRestartsOverRedisAndPostgres(t *testing.T) {
 				}
 				// Nothing left of the ended sessions: no entry, no index
 				// record.
-				st, err := sessions.OpenStorage(context.Background(), url, nil)
+				st, err := adapter.Resolve(context.Background(), url, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer st.Close()
 				for i, ck := range cookies {
 					id, _ := sessions.CookieID(ck)
-					if _, err := st.Get(context.Background(), sessions.StorageKey(prefix, id)); err == nil {
+					if _, err := st.Get(context.Background(), adapter.Key(prefix, id)); err == nil {
 						t.Errorf("session %s still stored", whos[i])
 					}
 				}
-				lister, ok := st.Store().(sessions.ExpiryLister)
+				lister, ok := st.Store().(driver.ExpiryLister)
 				if !ok {
 					t.Fatalf("%s store has no ListExpiring", name)
 				}
@@ -170,7 +173,7 @@ func TestEndsFireOnceAcrossRestartsOverRedisAndPostgres(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if activeID, _ := sessions.CookieID(active.cookie); len(keys) != 1 || keys[0] != sessions.StorageKey(prefix, activeID) {
+				if activeID, _ := sessions.CookieID(active.cookie); len(keys) != 1 || keys[0] != adapter.Key(prefix, activeID) {
 					t.Errorf("expiring entries left under %s: %q, want only the active session's", prefix, keys)
 				}
 			})

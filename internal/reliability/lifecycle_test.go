@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionstorage/sessions/internal/adapter"
+
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
 	"github.com/sessionstorage/sessions/internal/testservers"
@@ -138,7 +140,7 @@ func TestClusterLifecycleRacesOverRedis(t *testing.T) {
 func TestStickyLogoutFinalWhileRedisDeleteHangs(t *testing.T) {
 	srv := testservers.Redis(t)
 	ctx := context.Background()
-	st, err := sessions.OpenStorage(ctx, srv.URL(), nil)
+	st, err := adapter.Resolve(ctx, srv.URL(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestStickyLogoutFinalWhileRedisDeleteHangs(t *testing.T) {
 	user := &browser{}
 	user.get(h, "/set?k=user&v=alice")
 	id := user.cookie[:43] // the ID, without the version sticky mode appends
-	key := sessions.StorageKey("sess:", id)
+	key := adapter.Key("sess:", id)
 	waitUntil(t, 5*time.Second, "stored", func() bool { _, err := st.Get(ctx, key); return err == nil })
 
 	fault.SetOpMode(faultstore.OpDelete, faultstore.Hang)
@@ -172,7 +174,7 @@ func TestStickyLogoutFinalWhileRedisDeleteHangs(t *testing.T) {
 	wg.Wait()
 	fault.SetMode(faultstore.Pass)
 	waitUntil(t, 5*time.Second, "delete landed", func() bool { return m.Stats().PendingWrites == 0 })
-	if _, err := st.Get(ctx, key); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := st.Get(ctx, key); !errors.Is(err, adapter.ErrNotFound) {
 		t.Fatalf("the logged-out session is still stored: %v", err)
 	}
 	if r := send(h, id, "/get?k=user"); r.code != http.StatusNotFound {

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/driver"
+
 	"github.com/sessionstorage/sessions/examples/mapdriver"
 )
 
@@ -46,7 +47,7 @@ func TestOwnSessionctl(t *testing.T) {
 		}
 	}
 
-	if _, canList := any(mapdriver.New()).(sessions.KeyLister); canList {
+	if _, canList := any(mapdriver.New()).(driver.KeyLister); canList {
 		run(0, "ls", "map://")
 	} else {
 		_, errOut := run(1, "ls", "map://")
