@@ -664,8 +664,7 @@ func (m *Manager) read(ctx context.Context, key string) ([]byte, error) {
 	m.stats.reads.Add(1)
 	data, err := m.storage.Get(ctx, key)
 	if err != nil && !errors.Is(err, adapter.ErrNotFound) {
-		m.storageFailed("read", err)
-		return nil, err
+		return nil, m.storageFailed("read", err)
 	}
 	m.storageOK()
 	return data, err
@@ -764,11 +763,6 @@ func (m *Manager) commitDueLocked(st *state, now time.Time) bool {
 // maxCommitAttempts bounds compare-and-swap retries under contention.
 const maxCommitAttempts = 8
 
-// ErrConflict: a cluster commit or an Update kept losing compare-and-swap
-// races against other servers writing the same session; nothing was
-// saved. It reaches the ErrorHandler (503 by default: a retry may pass).
-var ErrConflict = errors.New("sessions: too many concurrent writes to one session")
-
 // commit writes the request's session to storage if it changed, or if its
 // stored access time is due for a refresh (cluster mode, before the
 // response). A session that ended meanwhile is not written back; if this
@@ -817,8 +811,7 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 
 		ok, err := m.storage.CompareAndSwap(ctx, key, base, data, m.storeTTL)
 		if err != nil {
-			m.storageFailed("write", err)
-			return err
+			return m.storageFailed("write", err)
 		}
 		if ok {
 			m.stats.writes.Add(1)
@@ -846,8 +839,7 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 		case errors.Is(err, adapter.ErrNotFound):
 			continue
 		case err != nil:
-			m.storageFailed("read", err)
-			return err
+			return m.storageFailed("read", err)
 		}
 		st.mu.Lock()
 		if st.key == key {

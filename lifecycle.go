@@ -510,14 +510,14 @@ func (m *Manager) renew(h *Session) error {
 		err = errors.New("an entry already exists under the new key")
 	}
 	if err != nil {
-		m.storageFailed("renew", err)
+		err = m.storageFailed("renew", err)
 		m.log.Warn("sessions: Renew failed; the session keeps its ID", "err", err)
 		return fmt.Errorf("sessions: renew: writing the new entry (the session keeps its ID): %w", err)
 	}
 	m.stats.writes.Add(1)
 	if wasStored {
 		if err := m.storage.Delete(ctx, oldKey); err != nil {
-			m.storageFailed("renew", err)
+			err = m.storageFailed("renew", err)
 			// Undo: the session keeps its old ID; the new entry, under an
 			// ID nobody was given, is removed (or expires).
 			uctx, ucancel := context.WithTimeout(context.Background(), m.cfg.StorageTimeout)
@@ -581,7 +581,7 @@ func (m *Manager) invalidateLocked(h *Session) (*Session, error) {
 		st.mu.Unlock()
 		won, err := m.deleteToEnd(key, base)
 		if err != nil {
-			m.storageFailed("invalidate", err)
+			err = m.storageFailed("invalidate", err)
 			m.log.Warn("sessions: Invalidate failed; the session is unchanged", "err", err)
 			return nil, fmt.Errorf("sessions: invalidate (the session is unchanged): %w", err)
 		}

@@ -114,10 +114,12 @@ type Config struct {
 
 	// ErrorHandler answers a request whose session cannot be read or saved
 	// because storage failed (cluster mode, and sticky mode on a memory
-	// miss), or, in cluster mode, whose change could not be saved because
-	// the session ended on another server meanwhile (err wraps
-	// ErrSessionEnded). Default: 503 with Retry-After: 1 and a short
-	// plain-text message; 409 Conflict for ErrSessionEnded.
+	// miss: err is a *StorageError), whose commit kept conflicting
+	// (ErrConflict), or, in cluster mode, whose change could not be saved
+	// because the session ended on another server meanwhile (err wraps
+	// ErrSessionEnded); also every request after Close (ErrManagerClosed).
+	// Default: 503 with Retry-After: 1 and a short plain-text message; 409
+	// Conflict for ErrSessionEnded.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 }
 
@@ -163,10 +165,6 @@ func (r EndReason) String() string {
 	}
 	return fmt.Sprintf("EndReason(%d)", int(r))
 }
-
-// ErrManagerClosed is returned, and given to the ErrorHandler, once Close
-// has been called.
-var ErrManagerClosed = errors.New("sessions: manager closed")
 
 // Stats are a Manager's counters since New.
 type Stats struct {
@@ -547,7 +545,12 @@ func (k *keySet) first(key string) bool {
 	return true
 }
 
-func (m *Manager) storageFailed(op string, err error) {
+// storageFailed counts and reports (once per outage) a failed storage
+// call, and returns err as a *StorageError.
+func (m *Manager) storageFailed(op string, err error) error {
+	if se := (*StorageError)(nil); errors.As(err, &se) {
+		err = se.Err
+	}
 	if !m.storageDown.Swap(true) {
 		m.outages.Add(1)
 		if m.cfg.Cluster {
@@ -559,6 +562,7 @@ func (m *Manager) storageFailed(op string, err error) {
 		}
 	}
 	m.stats.errors.Add(1) // after the log: a counted failure has been reported
+	return &StorageError{Op: op, Storage: m.storage.Name(), Err: err}
 }
 
 func (m *Manager) storageOK() {

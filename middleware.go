@@ -136,10 +136,6 @@ func (m *Manager) cookieID(r *http.Request) (id string, ver version) {
 	return "", version{}
 }
 
-// errResponseAborted is what Write returns after a failed commit replaced
-// the handler's response with the ErrorHandler's.
-var errResponseAborted = errors.New("sessions: response replaced by the error handler: the session could not be saved")
-
 // responseWriter commits the session (cluster mode) and sets the cookie
 // just before the response header goes out.
 type responseWriter struct {
@@ -319,7 +315,7 @@ func (w *responseWriter) WriteHeader(code int) {
 // Write commits the session and sets the cookie before the first byte.
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if !w.prepare() {
-		return 0, errResponseAborted
+		return 0, ErrResponseAborted
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -334,7 +330,7 @@ func (w *responseWriter) Flush() {
 // Hijack commits the session before handing over the connection.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !w.prepare() {
-		return nil, nil, errResponseAborted
+		return nil, nil, ErrResponseAborted
 	}
 	return http.NewResponseController(w.ResponseWriter).Hijack()
 }

@@ -9,28 +9,6 @@ import (
 	"time"
 )
 
-// Errors a Session reports. They are wrapped with detail; test with errors.Is.
-var (
-	// ErrUnserializable: Set was given a value the codec cannot store (a
-	// func, a chan, a cyclic value, ...). The session is unchanged.
-	ErrUnserializable = errors.New("sessions: value cannot be stored")
-	// ErrSessionTooLarge: the Set would make the encoded session larger
-	// than Config.MaxSessionSize. The session is unchanged.
-	ErrSessionTooLarge = errors.New("sessions: session too large")
-	// ErrInvalidKey: a key longer than Config.MaxKeyLength, or empty.
-	ErrInvalidKey = errors.New("sessions: invalid key")
-	// ErrNoSession: a method was called on a nil *Session, which is what
-	// FromContext returns outside Manager.Handler.
-	ErrNoSession = errors.New("sessions: no session (is the handler wrapped by Manager.Handler?)")
-	// ErrSessionEnded: the session this request started under was renewed
-	// by another request, invalidated, or timed out while the request ran
-	// (or this is the read-only copy OnSessionEnd receives). The call
-	// changed nothing and started no new session. In cluster mode a change
-	// that could not be saved because the session ended on another server
-	// reaches the ErrorHandler with this error (409 by default).
-	ErrSessionEnded = errors.New("sessions: the session ended while this request ran")
-)
-
 // Session is one request's view of its session. FromContext returns it
 // inside a handler wrapped by Manager.Handler; it is safe for concurrent use
 // by the goroutines of that request.

@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"github.com/eko/gocache/lib/v4/store"
-	"github.com/sessionstorage/sessions/driver"
 	"github.com/sessionstorage/sessions/internal/adapter"
 )
 
@@ -15,13 +14,6 @@ import (
 // sharing one server each get their own namespace from the storage's
 // definition alone.
 type StorageConfig = adapter.Config
-
-// ErrStorageUnreachable is what New returns, with
-// Config.RequireStorageAtStart, when the storage could not be reached
-// although its URL and options are valid (a driver's Opener wraps it:
-// driver.ErrUnreachable). Without that option New starts anyway and opens
-// the storage in the background.
-var ErrStorageUnreachable = driver.ErrUnreachable
 
 // DefineStorage defines a named storage process-wide: Config.Storage may
 // then name it, as an application server's admin console defines a

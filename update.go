@@ -148,9 +148,9 @@ func (m *Manager) storeUpdate(h *Session, st *state, key string, apply func(*sta
 		ok, err := m.storage.CompareAndSwap(ctx, skey, base, data, m.storeTTL)
 		if err != nil {
 			cancel()
-			m.storageFailed("write", err)
+			err = m.storageFailed("write", err)
 			m.revertKey(st, key)
-			return fmt.Errorf("sessions: Update(%q): writing the session: %w", key, err)
+			return fmt.Errorf("sessions: Update(%q): %w", key, err)
 		}
 		if ok {
 			cancel()
@@ -172,9 +172,9 @@ func (m *Manager) storeUpdate(h *Session, st *state, key string, apply func(*sta
 		case errors.Is(err, adapter.ErrNotFound):
 			continue
 		case err != nil:
-			m.storageFailed("read", err)
+			err = m.storageFailed("read", err)
 			m.revertKey(st, key)
-			return fmt.Errorf("sessions: Update(%q): reading the session: %w", key, err)
+			return fmt.Errorf("sessions: Update(%q): %w", key, err)
 		}
 		st.mu.Lock()
 		env := m.decode(skey, cur)
