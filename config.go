@@ -1,289 +1,183 @@
 package sessions
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"os"
-	"reflect"
-	"sort"
-	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions/serializer"
 )
 
-// LoadConfig reads a Config from a TOML file. TOML because it is made for
-// hand-edited configuration (comments, no indentation traps) and
-// github.com/BurntSushi/toml reports keys it did not expect, so a typo is
-// an error rather than a silently ignored setting. See ParseConfig for the
-// format.
-func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("sessions: reading config: %w", err)
-	}
-	cfg, err := ParseConfig(string(data))
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
+// Config configures a Manager. The zero value is usable: in-process memory
+// storage, sticky mode, 30 min timeout, secure cookies.
+type Config struct {
+	// Storage names where sessions are backed up: a name from Storages,
+	// a name given to DefineStorage or RegisterStore, "memory" (the
+	// default: in-process, lost on exit), or a URL whose scheme a driver
+	// registered, such as "redis://127.0.0.1:6379/0" or
+	// "bolt:///var/lib/app/sessions.db" (import the driver package for its
+	// scheme). Ignored when Store is set.
+	Storage string
+	// Storages defines named storages for this Config (LoadConfig fills
+	// it from a file's [storages.NAME] tables).
+	Storages map[string]StorageConfig
+	// Store, when set, is the gocache store to use directly, as
+	// database/sql's OpenDB takes a ready connector. The caller owns it:
+	// Close does not close it. Several Managers may share one Store; each
+	// needs the same KeyPrefix to see the same sessions.
+	Store store.StoreInterface
+	// KeyPrefix starts every storage key, so sessions never collide with
+	// other data in a shared cache. Default: the storage URL's key_prefix
+	// option, else "sess:".
+	KeyPrefix string
+
+	// Cluster selects cluster mode: storage is authoritative, read on
+	// every request and written before the response. False (sticky mode):
+	// memory is authoritative, storage is read only on a miss and written
+	// behind. See the README's table.
+	Cluster bool
+
+	// Timeout ends a session unused this long: it is removed from memory
+	// and storage and OnSessionEnd fires. Default 30 min.
+	Timeout time.Duration
+	// IdleEvict drops a session unused this long from memory only (it is
+	// flushed first if it has unsaved changes; it stays in storage and the
+	// next request reloads it). Default 5 min; negative: never.
+	IdleEvict time.Duration
+	// WriteBehind is how long sticky mode waits to coalesce changes
+	// before writing a session to storage; it bounds what a crash can
+	// lose. Default 100 ms.
+	WriteBehind time.Duration
+	// StorageTimeout bounds each storage call. Default 2 s.
+	StorageTimeout time.Duration
+
+	// Cookie configures the session cookie.
+	Cookie CookieConfig
+	// Codec encodes values. Default serializer.Msgpack.
+	Codec serializer.Codec
+	// MaxSessionSize caps the encoded size of one session in bytes; a Set
+	// beyond it fails with ErrSessionTooLarge. Default 512 KiB.
+	MaxSessionSize int
+	// MaxKeyLength caps the length of a value's key. Default 256.
+	MaxKeyLength int
+	// EncryptionKeys, when set, encrypt and authenticate every stored
+	// session with AES-GCM (keys of 16, 24 or 32 bytes). The first key
+	// encrypts, all of them decrypt: to rotate, put the new key first and
+	// drop the old one after Timeout. An entry is bound to its storage key,
+	// so one copied under another key does not open. With keys set,
+	// unencrypted entries are rejected (read as no session), and without
+	// keys, encrypted ones are.
+	EncryptionKeys [][]byte
+
+	// OnSessionStart is called once when a new session is first written,
+	// on the request's goroutine, after the value is set.
+	OnSessionStart func(s *Session)
+	// OnSessionEnd is called when a session ends: by Invalidate, on the
+	// server that called it, or by timeout, once across all Managers that
+	// share the storage, decided by the storage: the server whose
+	// conditional delete of the expired entry succeeds calls it — the one
+	// holding the session in memory, one whose request reads it after its
+	// deadline, or, for a session no server holds (evicted, or written by
+	// a process that has exited), the first sweep after the deadline plus
+	// StorageTimeout+WriteBehind (a sweep runs every min(Timeout,
+	// IdleEvict)/4, at most 30 s). A server that dies between winning and
+	// calling it loses that one event. Storages that cannot list expiring
+	// entries (memcached, plain gocache stores) miss the third kind; New
+	// logs that once. The *Session is read-only; it carries the ID when
+	// the ending server held or read the session under it, and no ID when
+	// a sweep found it in storage (storage keys do not reveal IDs). Idle
+	// eviction is not an end. It must not block for long.
+	OnSessionEnd func(s *Session, reason EndReason)
+
+	// Logger receives the library's logs. Default slog.Default().
+	Logger *slog.Logger
+	// RequireStorageAtStart makes New fail when the storage cannot be
+	// reached. By default New starts anyway (a storage outage must not
+	// stop an app from starting, nor a crash loop make it worse), logs,
+	// and opens the storage in the background: until then sticky mode
+	// serves new sessions from memory and queues their writes, and cluster
+	// mode answers through ErrorHandler. Configuration errors (a bad URL
+	// or option) fail New either way.
+	RequireStorageAtStart bool
+
+	// ErrorHandler answers a request whose session cannot be read or saved
+	// because storage failed (cluster mode, and sticky mode on a memory
+	// miss: err is a *StorageError), whose commit kept conflicting
+	// (ErrConflict), or, in cluster mode, whose change could not be saved
+	// because the session ended on another server meanwhile (err wraps
+	// ErrSessionEnded); also every request after Close (ErrManagerClosed).
+	// Default: 503 with Retry-After: 1 and a short plain-text message; 409
+	// Conflict for ErrSessionEnded.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 }
 
-// ParseConfig reads a Config from TOML text:
-//
-//	storage = "main"              # a name below, "memory", or a URL
-//	cluster = true
-//	timeout = "30m"               # Go durations
-//	idle_evict = "5m"
-//	write_behind = "100ms"
-//	storage_timeout = "2s"
-//	key_prefix = "sess:"
-//	codec = "msgpack"             # msgpack, json or gob
-//	max_session_size = 524288
-//	max_key_length = 256
-//	encryption_keys = ["${SESSION_KEY}"]  # base64 AES keys; the first encrypts
-//	require_storage_at_start = false       # true: New fails while the storage is unreachable
-//
-//	[cookie]
-//	name = "session"
-//	path = "/"
-//	domain = ""
-//	same_site = "lax"             # lax, strict or none
-//	insecure = false
-//	allow_script = false
-//	persist = false
-//
-//	[storages.main]
-//	url = "redis://:${REDIS_PASSWORD}@10.0.0.5:6379/0"
-//	options = { pool_size = "20" }
-//
-//	[storages.local]
-//	url = "bolt:///var/lib/app/sessions.db"
-//
-// Every setting is optional and defaults as in Config. Every string value
-// (durations, codec, cookie settings, storage URLs and options included)
-// may use ${NAME} for the environment variable NAME (an unset one is an
-// error; $$ is a literal $, and a $ that starts neither is an error), so
-// secrets and per-deployment values stay out of the file. Unknown keys are
-// errors naming the key.
-func ParseConfig(text string) (Config, error) {
-	var f configFile
-	md, err := toml.Decode(text, &f)
-	if err != nil {
-		return Config{}, fmt.Errorf("sessions: config: %w", err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
-		}
-		return Config{}, fmt.Errorf("sessions: config: unknown setting %s", strings.Join(keys, ", "))
-	}
-	// Every string value, wherever it is in the file, expands ${NAME}
-	// before it is interpreted (durations, codec and same_site included):
-	// done over the whole struct, so a setting added later expands too.
-	var errs []error
-	expandStrings(reflect.ValueOf(&f).Elem(), "", &errs)
-	if err := errors.Join(errs...); err != nil {
-		return Config{}, fmt.Errorf("sessions: config: %w", err)
-	}
-	durationOf := func(where, s string) time.Duration {
-		if s == "" {
-			return 0
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want a Go duration such as 30m or 100ms", where, s))
-		}
-		return d
-	}
-	cfg := Config{
-		Storage:               f.Storage,
-		Cluster:               f.Cluster,
-		Timeout:               durationOf("timeout", f.Timeout),
-		IdleEvict:             durationOf("idle_evict", f.IdleEvict),
-		WriteBehind:           durationOf("write_behind", f.WriteBehind),
-		StorageTimeout:        durationOf("storage_timeout", f.StorageTimeout),
-		KeyPrefix:             f.KeyPrefix,
-		MaxSessionSize:        f.MaxSessionSize,
-		MaxKeyLength:          f.MaxKeyLength,
-		RequireStorageAtStart: f.RequireStorageAtStart,
-		Cookie: CookieConfig{
-			Name: f.Cookie.Name, Path: f.Cookie.Path, Domain: f.Cookie.Domain,
-			Insecure: f.Cookie.Insecure, AllowScript: f.Cookie.AllowScript, Persist: f.Cookie.Persist,
-		},
-	}
-	for i, text := range f.EncryptionKeys {
-		where := fmt.Sprintf("encryption_keys[%d]", i)
-		key, err := base64.StdEncoding.DecodeString(text)
-		if err != nil {
-			key, err = base64.RawURLEncoding.DecodeString(text)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: not base64: %w", where, err))
-			continue
-		}
-		cfg.EncryptionKeys = append(cfg.EncryptionKeys, key)
-	}
-	switch strings.ToLower(f.Codec) {
-	case "", "msgpack":
-	case "json":
-		cfg.Codec = serializer.JSON
-	case "gob":
-		cfg.Codec = serializer.Gob
-	default:
-		errs = append(errs, fmt.Errorf("codec %q: want msgpack, json or gob", f.Codec))
-	}
-	switch strings.ToLower(f.Cookie.SameSite) {
-	case "", "lax":
-	case "strict":
-		cfg.Cookie.SameSite = http.SameSiteStrictMode
-	case "none":
-		cfg.Cookie.SameSite = http.SameSiteNoneMode
-	default:
-		errs = append(errs, fmt.Errorf("cookie.same_site %q: want lax, strict or none", f.Cookie.SameSite))
-	}
-	if len(f.Storages) > 0 {
-		cfg.Storages = make(map[string]StorageConfig, len(f.Storages))
-		names := make([]string, 0, len(f.Storages))
-		for name := range f.Storages {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			s := f.Storages[name]
-			if s.URL == "" {
-				errs = append(errs, fmt.Errorf("storages.%s: url is required", name))
-				continue
-			}
-			sc := StorageConfig{URL: s.URL}
-			if len(s.Options) > 0 {
-				sc.Options = make(map[string]string, len(s.Options))
-				for k, v := range s.Options {
-					sc.Options[k] = v
-				}
-			}
-			cfg.Storages[name] = sc
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return Config{}, fmt.Errorf("sessions: config: %w", err)
-	}
-	return cfg, nil
+// CookieConfig configures the session cookie. The defaults are the safe
+// ones: HttpOnly, Secure, SameSite=Lax, Path=/, no Max-Age.
+type CookieConfig struct {
+	// Name of the cookie. Default "session".
+	Name string
+	// Path of the cookie. Default "/".
+	Path string
+	// Domain of the cookie. Default: none (host only).
+	Domain string
+	// SameSite mode. Default http.SameSiteLaxMode.
+	SameSite http.SameSite
+	// Insecure drops the Secure attribute, for development over plain
+	// HTTP on hosts other than localhost.
+	Insecure bool
+	// AllowScript drops the HttpOnly attribute.
+	AllowScript bool
+	// Persist gives the cookie a Max-Age of Timeout, so that it outlives
+	// the browser session; it is re-sent at most every Timeout/10 while
+	// the session is in use.
+	Persist bool
 }
 
-// configFile is the TOML file's layout. Every value written as a TOML
-// string is a Go string here (durations too), so that expandStrings sees
-// it before it is interpreted.
-type configFile struct {
-	Storage               string
-	Cluster               bool
-	Timeout               string `toml:"timeout"`
-	IdleEvict             string `toml:"idle_evict"`
-	WriteBehind           string `toml:"write_behind"`
-	StorageTimeout        string `toml:"storage_timeout"`
-	KeyPrefix             string `toml:"key_prefix"`
-	Codec                 string
-	MaxSessionSize        int      `toml:"max_session_size"`
-	MaxKeyLength          int      `toml:"max_key_length"`
-	EncryptionKeys        []string `toml:"encryption_keys"`
-	RequireStorageAtStart bool     `toml:"require_storage_at_start"`
-	Cookie                struct {
-		Name, Path, Domain string
-		SameSite           string `toml:"same_site"`
-		Insecure           bool
-		AllowScript        bool `toml:"allow_script"`
-		Persist            bool
+func (c *Config) setDefaults() error {
+	if c.Storage == "" {
+		c.Storage = "memory"
 	}
-	Storages map[string]struct {
-		URL     string
-		Options map[string]string
-	}
-}
-
-// expandStrings runs expandEnv over every string reachable from v (struct
-// fields, slice elements, map values; not map keys), in place, appending
-// an error naming the setting for each value that does not expand.
-func expandStrings(v reflect.Value, where string, errs *[]error) {
-	join := func(name string) string {
-		if where == "" {
-			return name
-		}
-		return where + "." + name
-	}
-	switch v.Kind() {
-	case reflect.String:
-		out, err := expandEnv(v.String())
-		if err != nil {
-			*errs = append(*errs, fmt.Errorf("%s: %w", where, err))
-			return
-		}
-		v.SetString(out)
-	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			name := t.Field(i).Tag.Get("toml")
-			if name == "" {
-				name = strings.ToLower(t.Field(i).Name)
-			}
-			expandStrings(v.Field(i), join(name), errs)
-		}
-	case reflect.Slice, reflect.Array:
-		for i := range v.Len() {
-			expandStrings(v.Index(i), fmt.Sprintf("%s[%d]", where, i), errs)
-		}
-	case reflect.Map:
-		keys := v.MapKeys()
-		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
-		for _, k := range keys {
-			elem := reflect.New(v.Type().Elem()).Elem()
-			elem.Set(v.MapIndex(k))
-			expandStrings(elem, join(fmt.Sprint(k)), errs)
-			v.SetMapIndex(k, elem)
-		}
-	case reflect.Pointer, reflect.Interface:
-		if !v.IsNil() {
-			expandStrings(v.Elem(), where, errs)
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
 		}
 	}
-}
-
-// expandEnv replaces ${NAME} with the environment variable NAME; $$ is a
-// literal $. An unset variable, or a $ not followed by { or $, is an error.
-func expandEnv(s string) (string, error) {
-	if !strings.Contains(s, "$") {
-		return s, nil
+	def(&c.Timeout, 30*time.Minute)
+	def(&c.IdleEvict, 5*time.Minute)
+	def(&c.WriteBehind, 100*time.Millisecond)
+	def(&c.StorageTimeout, 2*time.Second)
+	if c.Timeout < 0 || c.WriteBehind < 0 || c.StorageTimeout < 0 {
+		return errors.New("sessions: Timeout, WriteBehind and StorageTimeout must not be negative")
 	}
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(s, '$')
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), nil
-		}
-		b.WriteString(s[:i])
-		s = s[i+1:]
-		switch {
-		case strings.HasPrefix(s, "$"):
-			b.WriteByte('$')
-			s = s[1:]
-		case strings.HasPrefix(s, "{"):
-			end := strings.IndexByte(s, '}')
-			if end < 0 {
-				return "", errors.New("unterminated ${ in value")
-			}
-			name := s[1:end]
-			v, ok := os.LookupEnv(name)
-			if !ok {
-				return "", fmt.Errorf("environment variable %s is not set", name)
-			}
-			b.WriteString(v)
-			s = s[end+1:]
-		default:
-			return "", errors.New("a $ must start ${NAME} or be written $$")
-		}
+	if c.Cookie.Name == "" {
+		c.Cookie.Name = "session"
 	}
+	if !validCookieName(c.Cookie.Name) {
+		return fmt.Errorf("sessions: %q is not a valid cookie name", c.Cookie.Name)
+	}
+	if c.Cookie.Path == "" {
+		c.Cookie.Path = "/"
+	}
+	if c.Cookie.SameSite == 0 {
+		c.Cookie.SameSite = http.SameSiteLaxMode
+	}
+	if c.Codec == nil {
+		c.Codec = serializer.Msgpack
+	}
+	if c.MaxSessionSize <= 0 {
+		c.MaxSessionSize = 512 << 10
+	}
+	if c.MaxKeyLength <= 0 {
+		c.MaxKeyLength = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ErrorHandler == nil {
+		c.ErrorHandler = defaultErrorHandler
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -202,4 +203,25 @@ func (m *Manager) warnIfEndsUnseen() {
 	}
 	m.log.Warn("sessions: this storage cannot list expiring entries: OnSessionEnd fires for sessions that time out in a server's memory or are read after their deadline, not for those that time out while no server holds them",
 		"storage", m.storage.Name())
+}
+
+// EndReason says why a session ended.
+type EndReason int
+
+const (
+	// EndTimeout: the session was unused for Config.Timeout.
+	EndTimeout EndReason = iota + 1
+	// EndInvalidated: Session.Invalidate was called.
+	EndInvalidated
+)
+
+// String returns "timeout" or "invalidated".
+func (r EndReason) String() string {
+	switch r {
+	case EndTimeout:
+		return "timeout"
+	case EndInvalidated:
+		return "invalidated"
+	}
+	return fmt.Sprintf("EndReason(%d)", int(r))
 }
