@@ -125,6 +125,12 @@ var targets = []target{
 			return openURL(t, redisdriver.Open, srv.URL())
 		}}
 	}},
+	{"redis (Sentinel)", "driver", func(t *testing.T) conformance.Harness {
+		srv := testservers.RedisSentinel(t)
+		return conformance.Harness{NewStore: func(t conformance.TB) store.StoreInterface {
+			return openURL(t, redisdriver.Open, srv.URL())
+		}}
+	}},
 	{"memcached", "driver", func(t *testing.T) conformance.Harness {
 		srv := testservers.SharedMemcached(t)
 		return conformance.Harness{
