@@ -470,6 +470,39 @@ func checkListKeys(c *C, h *Harness) {
 	if err := lister.ListKeys(bg(), p, func(string) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 		c.Errorf("ListKeys with a callback returning an error: %v after %d calls; want that error after 1 call", err, calls)
 	}
+
+	// The fast path agrees with the basic one, called from inside it as
+	// sessionctl does (purge reads each listed key and deletes the
+	// expired ones): every listed key is readable, and deleting it from
+	// the callback neither deadlocks nor disturbs the listing.
+	done := make(chan error, 1)
+	seen := map[string]bool{}
+	go func() {
+		done <- lister.ListKeys(bg(), p, func(k string) error {
+			seen[k] = true
+			if v, err := get(bg(), st, k); err != nil || string(v) != "v" {
+				return fmt.Errorf("Get(%q) inside the callback: %q, %v; want the listed key's value", k, v, err)
+			}
+			if k == p+"k1" || k == p+"k3" {
+				if err := st.Delete(bg(), k); err != nil {
+					return fmt.Errorf("Delete(%q) inside the callback: %v", k, err)
+				}
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.Fatalf("ListKeys whose callback reads and deletes keys: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		c.Fatalf("ListKeys whose callback calls Get and Delete did not return within 10 s: a lock held across the callback deadlocks sessionctl purge; collect the keys, release the lock, then call fn")
+	}
+	if len(seen) != len(want) {
+		c.Errorf("ListKeys with a callback that reads and deletes listed %d keys, want %d (each key present for the whole call exactly once)", len(seen), len(want))
+	}
+	expectNotFound(c, st, p+"k1", "after Delete inside a ListKeys callback")
 }
 
 func checkSetMany(c *C, h *Harness) {

@@ -47,7 +47,7 @@ const (
 )
 
 // Msgpack is the default codec: github.com/vmihailenco/msgpack/v5. It is the
-// fastest of the three on a realistic session (see codec_bench_test.go) and
+// fastest of the three on a realistic session (BenchmarkCodec in codec_test.go) and
 // the most compact. Decoding into *any gives int64 for Go's signed integers
 // (uint64 for unsigned ones), float64, string, []byte, []any,
 // map[string]any and time.Time.

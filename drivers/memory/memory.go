@@ -14,7 +14,8 @@
 // lock for at most sweepSlice of them at a time. The sweep goroutine starts
 // with the first entry that has a TTL; Close stops it.
 //
-// URL form (for sessions.Config.Storage): "memory" or "memory://". Data lives
+// URL form (for sessions.Config.Storage): "memory" or "memory://", with one
+// option, sweep (the SweepInterval, such as ?sweep=2s). Data lives
 // only as long as the process; use it for single-server development and
 // tests, or as a Config.Store shared by several Managers in one process.
 package memory
