@@ -64,6 +64,7 @@ type Manager struct {
 	closed      atomic.Bool
 
 	storageDown atomic.Bool
+	health      healthLog
 	// markerWritten: this Manager's alive marker is in storage (sticky
 	// mode; see writeMarker).
 	markerWritten atomic.Bool
@@ -150,6 +151,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 			"storage", m.storage.Name(), "err", unreachable)
 		m.storageDown.Store(true)
 		m.outages.Add(1)
+		m.health.startFailing(m.now())
 		m.wg.Add(1)
 		go m.openLater()
 	}
@@ -316,6 +318,7 @@ func (m *Manager) openLater() {
 		if err == nil {
 			m.storage.Opened(st)
 			m.log.Info("sessions: storage opened", "storage", m.storage.Name())
+			m.health.failing.Store(false) // said so: no "recovered" line
 			m.warnIfEndsUnseen()
 			m.storageOK()
 			m.wb.signal()
@@ -350,33 +353,4 @@ func (k *keySet) first(key string) bool {
 	}
 	k.keys[key] = struct{}{}
 	return true
-}
-
-// storageFailed counts and reports (once per outage) a failed storage
-// call, and returns err as a *StorageError.
-func (m *Manager) storageFailed(op string, err error) error {
-	if se := (*StorageError)(nil); errors.As(err, &se) {
-		err = se.Err
-	}
-	if !m.storageDown.Swap(true) {
-		m.outages.Add(1)
-		if m.cfg.Cluster {
-			m.log.Error("sessions: storage failing; cluster mode answers requests that need it with the ErrorHandler",
-				"storage", m.storage.Name(), "op", op, "err", err)
-		} else {
-			m.log.Error("sessions: storage failing; sticky mode keeps serving from memory and retries writes",
-				"storage", m.storage.Name(), "op", op, "err", err)
-		}
-	}
-	m.stats.errors.Add(1) // after the log: a counted failure has been reported
-	return &StorageError{Op: op, Storage: m.storage.Name(), Err: err}
-}
-
-func (m *Manager) storageOK() {
-	if m.storageDown.Load() && m.storageDown.Swap(false) {
-		m.log.Info("sessions: storage recovered", "storage", m.storage.Name(), "pending_writes", m.wb.len())
-		if !m.cfg.Cluster {
-			m.repersist.start(m)
-		}
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -164,7 +165,11 @@ func (w *responseWriter) prepare() bool {
 			if errors.Is(err, ErrSessionEnded) {
 				w.m.log.Info("sessions: a change to a session that ended meanwhile was not saved", "path", w.r.URL.Path)
 			} else {
-				w.m.log.Error("sessions: session not saved; answering with the error handler", "err", err)
+				level := slog.LevelError
+				if se := (*StorageError)(nil); errors.As(err, &se) {
+					level = slog.LevelDebug // the storage's failure is reported once, not per request
+				}
+				w.m.log.Log(w.r.Context(), level, "sessions: session not saved; answering with the error handler", "err", err)
 				// Keep memory consistent with storage: the next request reloads.
 				if st, id := w.sess.cur(); st != nil {
 					w.m.ram.remove(id, st)
