@@ -10,6 +10,7 @@ import (
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
+	"github.com/sessionstorage/sessions/internal/poll"
 )
 
 // New says once, at start, that OnSessionEnd will miss sessions that time
@@ -63,7 +64,7 @@ func TestEndClaimedLaterWhenStorageFailsAtDeadline(t *testing.T) {
 			}})
 		c := newClient(t)
 		c.must(n.h, "/set?k=a&v=1", 200)
-		eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+		poll.Eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
 		b.fault.SetOpMode(faultstore.OpDelete, faultstore.Fail)
 		b.fault.SetOpMode(faultstore.OpGet, faultstore.Fail) // the sweeps' listing too
 		time.Sleep(500 * time.Millisecond)                   // past the deadline, several sweeps
@@ -76,7 +77,7 @@ func TestEndClaimedLaterWhenStorageFailsAtDeadline(t *testing.T) {
 		b.fault.SetMode(faultstore.Pass)
 		b.fault.SetOpMode(faultstore.OpDelete, faultstore.Pass)
 		b.fault.SetOpMode(faultstore.OpGet, faultstore.Pass)
-		eventually(t, 3*time.Second, "the end claimed once storage answers", func() bool { return ends.Load() > 0 })
+		poll.Eventually(t, 3*time.Second, "the end claimed once storage answers", func() bool { return ends.Load() > 0 })
 		time.Sleep(200 * time.Millisecond)
 		if got := ends.Load(); got != 1 {
 			t.Fatalf("cluster=%v: %d ends, want 1", cluster, got)

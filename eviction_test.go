@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
+	"github.com/sessionstorage/sessions/internal/poll"
 )
 
 // A mass sweep (several batches per shard, requests and a second sweep
@@ -54,7 +55,7 @@ func TestBatchedEvictionSparesSessionsInUseOrUnsaved(t *testing.T) {
 	writingCs := newSessions(writing, "v")
 	dirtyCs := newSessions(dirty, "v")
 	queuedCs := newSessions(queued, "v")
-	eventually(t, 10*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 10*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
 
 	held := make([]*heldRequest, pinned)
 	for i, c := range pinnedCs {
@@ -73,7 +74,7 @@ func TestBatchedEvictionSparesSessionsInUseOrUnsaved(t *testing.T) {
 	}
 	// Their writes are taken by the flusher (no longer queued; the renewed
 	// ones have no changed key) and hang; what follows stays queued.
-	eventually(t, 5*time.Second, "renewed and changed sessions being written", func() bool {
+	poll.Eventually(t, 5*time.Second, "renewed and changed sessions being written", func() bool {
 		return b.fault.CASes.Load()+b.fault.Sets.Load()-cas >= renewed+writing
 	})
 	for _, c := range dirtyCs {
@@ -143,7 +144,7 @@ func TestBatchedEvictionSparesSessionsInUseOrUnsaved(t *testing.T) {
 	check("queued", queuedCs, "v", strconv.Itoa)
 
 	b.fault.SetMode(faultstore.Pass)
-	eventually(t, 10*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 10*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
 	// Everything is saved now: the next sweep evicts every session, and
 	// each reloads with its data, with one storage read.
 	clk.advance(2 * time.Minute)
@@ -202,7 +203,7 @@ func TestBatchedTimeoutEndsIdleSessionsOnce(t *testing.T) {
 		cs[i] = newClient(t)
 		cs[i].must(n.h, fmt.Sprintf("/set?k=v&v=%d", i), 200)
 	}
-	eventually(t, 10*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 10*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
 	held := make([]*heldRequest, pinned)
 	for i := range held {
 		held[i] = hold(t, n.m, cs[i].cookie, readUser)
@@ -234,7 +235,7 @@ func TestBatchedTimeoutEndsIdleSessionsOnce(t *testing.T) {
 	if st := n.m.Stats(); st.Resident != pinned || st.Evicted != 0 {
 		t.Fatalf("%d resident, %d evicted; want %d resident, none evicted", st.Resident, st.Evicted, pinned)
 	}
-	eventually(t, 10*time.Second, "deletes flushed", func() bool { return b.entries() == pinned })
+	poll.Eventually(t, 10*time.Second, "deletes flushed", func() bool { return b.entries() == pinned })
 	for _, c := range cs[pinned : pinned+100] {
 		c.must(n.h, "/get?k=v", http.StatusNotFound)
 	}

@@ -11,24 +11,12 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
 )
-
-// within fails the test if fn does not return within d: what a request
-// that waited on a hung storage would do.
-func within(t *testing.T, d time.Duration, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); fn() }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("%s did not return within %v", what, d)
-	}
-}
 
 func TestStickyServesFromMemoryWhileStorageFailsAndFlushesAfter(t *testing.T) {
 	for _, tc := range []struct {
@@ -44,16 +32,16 @@ func TestStickyServesFromMemoryWhileStorageFailsAndFlushesAfter(t *testing.T) {
 		n := newNode(t, b, sessions.Config{Store: st, WriteBehind: 10 * time.Millisecond, StorageTimeout: 30 * time.Millisecond})
 		c := newClient(t)
 		c.must(n.h, "/set?k=a&v=1", 200)
-		eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+		poll.Eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
 
 		b.fault.SetMode(mode)
 		for i := 0; i < 20; i++ {
-			within(t, 5*time.Second, "a request while storage is down", func() {
+			poll.Returns(t, 5*time.Second, "a request while storage is down", func() {
 				c.must(n.h, "/incr?k=n", 200)
 				c.must(n.h, "/set?k=a&v=2", 200)
 			})
 		}
-		eventually(t, 2*time.Second, "failed flushes counted", func() bool { return n.m.Stats().StorageErrors > 0 })
+		poll.Eventually(t, 2*time.Second, "failed flushes counted", func() bool { return n.m.Stats().StorageErrors > 0 })
 		if p := n.m.Stats().PendingWrites; p != 1 {
 			t.Fatalf("mode %d: %d pending writes, want 1 (coalesced)", mode, p)
 		}
@@ -62,7 +50,7 @@ func TestStickyServesFromMemoryWhileStorageFailsAndFlushesAfter(t *testing.T) {
 		}
 
 		b.fault.SetMode(faultstore.Pass)
-		eventually(t, 10*time.Second, "flushed after recovery", func() bool { return n.m.Stats().PendingWrites == 0 })
+		poll.Eventually(t, 10*time.Second, "flushed after recovery", func() bool { return n.m.Stats().PendingWrites == 0 })
 		if v, _ := b.storedValue(t, c.cookie, "a"); v != "2" {
 			t.Fatalf("mode %d: stored a=%q after recovery, want 2", mode, v)
 		}
@@ -109,7 +97,7 @@ func TestClusterStorageDownAnswersThroughErrorHandler(t *testing.T) {
 		c.must(n.h, "/set?k=a&v=1", 200)
 		b.fault.SetMode(mode)
 		// Read at request start fails.
-		within(t, 5*time.Second, "request with storage down", func() {
+		poll.Returns(t, 5*time.Second, "request with storage down", func() {
 			r := httptest.NewRequest("GET", "/get?k=a", nil)
 			r.AddCookie(&http.Cookie{Name: "session", Value: c.cookie})
 			w := httptest.NewRecorder()
@@ -121,7 +109,7 @@ func TestClusterStorageDownAnswersThroughErrorHandler(t *testing.T) {
 		})
 		// A brand-new session fails at commit, before the response.
 		fresh := newClient(t)
-		within(t, 5*time.Second, "commit with storage down", func() {
+		poll.Returns(t, 5*time.Second, "commit with storage down", func() {
 			code, _ := fresh.do(n.h, "/set?k=a&v=1")
 			if code != http.StatusServiceUnavailable || fresh.cookie != "" {
 				t.Fatalf("mode %d: commit failure gave %d and cookie %q, want 503 and no cookie", mode, code, fresh.cookie)
@@ -214,14 +202,14 @@ func TestWriteBehindLagReportsTheLossWindow(t *testing.T) {
 	c := newClient(t)
 	c.must(n.h, "/set?k=a&v=1", 200)
 	start := time.Now()
-	eventually(t, 2*time.Second, "the write in flight", func() bool { return b.fault.Writes() > 0 })
+	poll.Eventually(t, 2*time.Second, "the write in flight", func() bool { return b.fault.Writes() > 0 })
 	time.Sleep(100 * time.Millisecond)
 	c.must(n.h, "/set?k=b&v=2", 200) // a newer change does not hide the older one
 	if lag := n.m.Stats().WriteBehindLag; lag < 100*time.Millisecond || lag > time.Since(start)+time.Second {
 		t.Fatalf("lag %v while the first change has waited %v", lag, time.Since(start))
 	}
 	b.fault.SetMode(faultstore.Pass)
-	eventually(t, 5*time.Second, "queue written", func() bool { return n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 5*time.Second, "queue written", func() bool { return n.m.Stats().PendingWrites == 0 })
 	if lag := n.m.Stats().WriteBehindLag; lag != 0 {
 		t.Fatalf("lag %v after the queue was written", lag)
 	}
@@ -235,10 +223,10 @@ func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
 	n := newNode(t, b, sessions.Config{IdleEvict: 20 * time.Millisecond, WriteBehind: 2 * time.Millisecond, StorageTimeout: 50 * time.Millisecond})
 	kept := newClient(t)
 	kept.must(n.h, "/set?k=a&v=1", 200)
-	eventually(t, time.Second, "stored", func() bool { return b.has(kept.cookie) && n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(kept.cookie) && n.m.Stats().PendingWrites == 0 })
 	b.fault.SetMode(faultstore.Fail)
 	newClient(t).must(n.h, "/set?k=b&v=2", 200) // its write fails: an outage
-	eventually(t, time.Second, "the failure seen", func() bool { return n.m.Stats().StorageErrors > 0 })
+	poll.Eventually(t, time.Second, "the failure seen", func() bool { return n.m.Stats().StorageErrors > 0 })
 	time.Sleep(150 * time.Millisecond) // several sweeps past IdleEvict
 	if ev := n.m.Stats().Evicted; ev != 0 {
 		t.Fatalf("%d sessions evicted while storage was failing", ev)
@@ -248,7 +236,7 @@ func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.fault.SetMode(faultstore.Pass)
-	eventually(t, 5*time.Second, "rewritten and evicted", func() bool { return b.has(kept.cookie) && n.m.Stats().Evicted > 0 })
+	poll.Eventually(t, 5*time.Second, "rewritten and evicted", func() bool { return b.has(kept.cookie) && n.m.Stats().Evicted > 0 })
 	if got := kept.must(n.h, "/get?k=a", 200); got != "1" {
 		t.Fatalf("after the outage: %q", got)
 	}

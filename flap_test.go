@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/internal/poll"
 )
 
 // Routing flaps in sticky mode: a user's requests move between two
@@ -28,13 +29,13 @@ func flapRounds(t *testing.T, servers []*node, pattern string, rounds int, store
 		c.must(w.h, "/set?k="+k+"&v=v", 200)
 		keys = append(keys, k)
 		sort.Strings(keys)
-		eventually(t, 5*time.Second, "write-behind", func() bool { return w.m.Stats().PendingWrites == 0 })
+		poll.Eventually(t, 5*time.Second, "write-behind", func() bool { return w.m.Stats().PendingWrites == 0 })
 		if got := c.must(r.h, "/keys", 200); got != strings.Join(keys, ",") {
 			t.Fatalf("round %d: a request on the other server read keys %q, want %q (a stale copy)", round, got, strings.Join(keys, ","))
 		}
 	}
 	for _, s := range servers {
-		eventually(t, 5*time.Second, "write-behind", func() bool { return s.m.Stats().PendingWrites == 0 })
+		poll.Eventually(t, 5*time.Second, "write-behind", func() bool { return s.m.Stats().PendingWrites == 0 })
 	}
 	for _, k := range keys {
 		if !stored(c.cookie, k) {
@@ -61,7 +62,7 @@ func TestStickyConcurrentWritesOnTwoServersLoseNothing(t *testing.T) {
 	a, other := newNode(t, b, cfg), newNode(t, b, cfg)
 	c := newClient(t)
 	c.must(a.h, "/set?k=base&v=1", 200)
-	eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
 	c.must(other.h, "/get?k=base", 200) // resident on both
 	for round := 0; round < 20; round++ {
 		var wg sync.WaitGroup
@@ -76,7 +77,7 @@ func TestStickyConcurrentWritesOnTwoServersLoseNothing(t *testing.T) {
 		wg.Wait()
 	}
 	for _, n := range []*node{a, other, a} {
-		eventually(t, 5*time.Second, "write-behind", func() bool { return n.m.Stats().PendingWrites == 0 })
+		poll.Eventually(t, 5*time.Second, "write-behind", func() bool { return n.m.Stats().PendingWrites == 0 })
 	}
 	for round := 0; round < 20; round++ {
 		for i := 0; i < 2; i++ {
@@ -99,12 +100,12 @@ func TestStickyLogoutOnOtherServerIsNotWrittenBack(t *testing.T) {
 	c := newClient(t)
 	c.must(a.h, "/set?k=user&v=alice", 200)
 	id := c.cookie
-	eventually(t, time.Second, "stored", func() bool { return b.has(id) })
+	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(id) })
 	c.must(other.h, "/invalidate", 200) // the balancer sent the logout to the other server
-	eventually(t, time.Second, "deleted", func() bool { return !b.has(id) })
+	poll.Eventually(t, time.Second, "deleted", func() bool { return !b.has(id) })
 	late := &client{t: t, name: "session", cookie: id}
 	late.must(a.h, "/set?k=cart&v=full", 200) // a's copy still looks live to a
-	eventually(t, 5*time.Second, "write-behind", func() bool { return a.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 5*time.Second, "write-behind", func() bool { return a.m.Stats().PendingWrites == 0 })
 	if b.has(id) {
 		t.Fatal("the logged-out session was written back by the other server")
 	}

@@ -224,17 +224,5 @@ func (c *client) must(h http.Handler, target string, want int) string {
 	return body
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // storedKeys lists the session entries in the memory store.
 func (b *backend) entries() int { return b.mem.Len() }

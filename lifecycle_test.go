@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
@@ -243,7 +244,7 @@ func TestWriteAfterLogoutOnSameServerIsRefused(t *testing.T) {
 		if r := n.m.Stats().Resident; r != 0 {
 			t.Fatalf("%d sessions resident after the logout; the late write must start none", r)
 		}
-		eventually(t, time.Second, "storage empty", func() bool { return b.entries() == 0 })
+		poll.Eventually(t, time.Second, "storage empty", func() bool { return b.entries() == 0 })
 	})
 }
 
@@ -278,11 +279,11 @@ func TestStickyLogoutIsFinalWhileDeleteInFlight(t *testing.T) {
 	c := newClient(t)
 	c.must(n.h, "/set?k=user&v=alice", 200)
 	id := c.cookie
-	eventually(t, time.Second, "stored", func() bool { return b.has(id) })
+	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(id) })
 	b.fault.SetOpMode(faultstore.OpDelete, faultstore.Hang)
 	deletes := b.fault.Deletes.Load()
 	c.must(n.h, "/invalidate", 200)
-	eventually(t, 2*time.Second, "the flusher's delete in flight", func() bool { return b.fault.Deletes.Load() > deletes })
+	poll.Eventually(t, 2*time.Second, "the flusher's delete in flight", func() bool { return b.fault.Deletes.Load() > deletes })
 	for i := 0; i < 3; i++ {
 		old := &client{t: t, name: "session", cookie: id}
 		if code, body := old.do(n.h, "/get?k=user"); code != http.StatusNotFound {
@@ -293,7 +294,7 @@ func TestStickyLogoutIsFinalWhileDeleteInFlight(t *testing.T) {
 		t.Fatalf("the logged-out session came back into memory (%d resident)", r)
 	}
 	b.fault.SetMode(faultstore.Pass)
-	eventually(t, 3*time.Second, "delete done", func() bool { return !b.has(id) && n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 3*time.Second, "delete done", func() bool { return !b.has(id) && n.m.Stats().PendingWrites == 0 })
 	(&client{t: t, name: "session", cookie: id}).must(n.h, "/get?k=user", http.StatusNotFound)
 	if b.has(id) {
 		t.Fatal("the logged-out session was written back")
@@ -307,7 +308,7 @@ func TestSessionInUseIsNotEvicted(t *testing.T) {
 	n := newNode(t, b, sessions.Config{IdleEvict: 20 * time.Millisecond, WriteBehind: 2 * time.Millisecond})
 	c := newClient(t)
 	c.must(n.h, "/set?k=a&v=1", 200)
-	eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.has(c.cookie) })
+	poll.Eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.has(c.cookie) })
 	upload := hold(t, n.m, c.cookie, setKey("c", "3"))
 	time.Sleep(120 * time.Millisecond) // several sweeps past IdleEvict
 	c.must(n.h, "/set?k=b&v=2", 200)
@@ -317,7 +318,7 @@ func TestSessionInUseIsNotEvicted(t *testing.T) {
 	if got := c.must(n.h, "/keys", 200); got != "a,b,c" {
 		t.Fatalf("keys %q after a long request and a parallel one, want a,b,c", got)
 	}
-	eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
 	for _, k := range []string{"a", "b", "c"} {
 		if _, ok := b.storedValue(t, c.cookie, k); !ok {
 			t.Fatalf("stored session lacks %s", k)
@@ -424,12 +425,12 @@ func TestCloseKeepsDeadlineWhileStorageHangs(t *testing.T) {
 		c.must(n.h, "/set?k=a&v=1", 200)
 		clients = append(clients, c)
 	}
-	eventually(t, 2*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.entries() == 40 })
+	poll.Eventually(t, 2*time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.entries() == 40 })
 	b.fault.SetMode(faultstore.Hang)
 	for _, c := range clients {
 		c.must(n.h, "/invalidate", 200)
 	}
-	eventually(t, 2*time.Second, "deletes in flight", func() bool { return b.fault.Deletes.Load() > 0 })
+	poll.Eventually(t, 2*time.Second, "deletes in flight", func() bool { return b.fault.Deletes.Load() > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -462,7 +463,7 @@ func TestOneFailingEntryDoesNotBlockItsBatch(t *testing.T) {
 		c.must(n.h, "/set?k=a&v=1", 200)
 		good = append(good, c)
 	}
-	eventually(t, 3*time.Second, "the other sessions of the batch stored", func() bool {
+	poll.Eventually(t, 3*time.Second, "the other sessions of the batch stored", func() bool {
 		for _, c := range good {
 			if !b.has(c.cookie) {
 				return false
@@ -479,12 +480,12 @@ func TestOneFailingEntryDoesNotBlockItsBatch(t *testing.T) {
 	// Sessions changed later are not slowed by the failing one.
 	late := newClient(t)
 	late.must(n.h, "/set?k=a&v=1", 200)
-	eventually(t, 3*time.Second, "a later session stored", func() bool { return b.has(late.cookie) })
+	poll.Eventually(t, 3*time.Second, "a later session stored", func() bool { return b.has(late.cookie) })
 	if b.has(bad.cookie) {
 		t.Fatal("the failing entry was stored")
 	}
 	b.fault.FailKeys(nil)
-	eventually(t, 10*time.Second, "the failing entry stored once it can be", func() bool { return b.has(bad.cookie) })
+	poll.Eventually(t, 10*time.Second, "the failing entry stored once it can be", func() bool { return b.has(bad.cookie) })
 }
 
 // clock is a test clock that only moves when told.
@@ -527,7 +528,7 @@ func TestExpiredResidentSessionIsNeverServed(t *testing.T) {
 		c := newClient(t)
 		c.must(n.h, "/set?k=user&v=alice", 200)
 		c.must(n.h, "/get?k=user", 200)
-		eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
+		poll.Eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 })
 		clk.advance(time.Hour + time.Minute)
 		c.must(n.h, "/get?k=user", http.StatusNotFound)
 		c.must(n.h, "/get?k=user", http.StatusNotFound)
@@ -563,7 +564,7 @@ func TestEndSnapshotIsReadOnly(t *testing.T) {
 			t.Fatalf("Set on the end snapshot = %v, want ErrSessionEnded", setErr)
 		}
 		time.Sleep(20 * time.Millisecond)
-		eventually(t, time.Second, "nothing stored", func() bool { return n.m.Stats().PendingWrites == 0 && b.entries() == 0 })
+		poll.Eventually(t, time.Second, "nothing stored", func() bool { return n.m.Stats().PendingWrites == 0 && b.entries() == 0 })
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/serializer"
@@ -48,7 +49,7 @@ func TestSessionReadAfterItsDeadlineEndsThere(t *testing.T) {
 		if len(got) != 1 || got[0].id != id || got[0].user != "alice" || got[0].reason != sessions.EndTimeout {
 			t.Fatalf("cluster=%v: OnSessionEnd calls %+v; want one timeout with the ID and values", cluster, got)
 		}
-		eventually(t, time.Second, "expired entry deleted", func() bool { return !b.has(id) })
+		poll.Eventually(t, time.Second, "expired entry deleted", func() bool { return !b.has(id) })
 	}
 }
 

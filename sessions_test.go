@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
@@ -380,7 +381,7 @@ func TestStickyWriteBehindWithinWindowWithoutClose(t *testing.T) {
 	if b.has(c.cookie) {
 		t.Fatal("sticky mode wrote synchronously; want write-behind")
 	}
-	eventually(t, 2*time.Second, "write-behind flushed", func() bool { return b.has(c.cookie) })
+	poll.Eventually(t, 2*time.Second, "write-behind flushed", func() bool { return b.has(c.cookie) })
 	// A second server (as after kill -9 of the first) reads it.
 	n2 := newNode(t, b, sessions.Config{})
 	if got := c.must(n2.h, "/get?k=a", 200); got != "1" {
@@ -393,14 +394,14 @@ func TestStickyWriteBehindCoalesces(t *testing.T) {
 	n := newNode(t, b, sessions.Config{WriteBehind: 100 * time.Millisecond})
 	c := newClient(t)
 	c.must(n.h, "/incr?k=n", 200)
-	eventually(t, 2*time.Second, "first flush", func() bool { return n.m.Stats().StorageWrites == 1 })
+	poll.Eventually(t, 2*time.Second, "first flush", func() bool { return n.m.Stats().StorageWrites == 1 })
 	b.fault.ResetCounts()
 	start := time.Now()
 	for i := 0; i < 1000; i++ {
 		c.must(n.h, "/incr?k=n", 200)
 	}
 	elapsed := time.Since(start)
-	eventually(t, 2*time.Second, "queue drained", func() bool { return n.m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 2*time.Second, "queue drained", func() bool { return n.m.Stats().PendingWrites == 0 })
 	time.Sleep(150 * time.Millisecond)
 	writes := b.fault.Writes()
 	// One write per 100 ms window the changes spanned, plus one.
@@ -421,7 +422,7 @@ func TestIdleEvictionThenReload(t *testing.T) {
 		OnSessionEnd: func(*sessions.Session, sessions.EndReason) { ends.Add(1) }})
 	c := newClient(t)
 	c.must(n.h, "/set?k=a&v=1", 200)
-	eventually(t, 3*time.Second, "evicted", func() bool { return n.m.Stats().Evicted == 1 && n.m.Stats().Resident == 0 })
+	poll.Eventually(t, 3*time.Second, "evicted", func() bool { return n.m.Stats().Evicted == 1 && n.m.Stats().Resident == 0 })
 	if !b.has(c.cookie) || b.fault.Deletes.Load() != 0 {
 		t.Fatal("idle eviction touched storage; it must leave the entry alone")
 	}
@@ -451,7 +452,7 @@ func TestIdleEvictionFlushesDirtyFirst(t *testing.T) {
 		t.Fatal("a session with unsaved changes was evicted")
 	}
 	b.fault.SetMode(faultstore.Pass)
-	eventually(t, 10*time.Second, "flushed then evicted", func() bool { return n.m.Stats().Resident == 0 })
+	poll.Eventually(t, 10*time.Second, "flushed then evicted", func() bool { return n.m.Stats().Resident == 0 })
 	if v, _ := b.storedValue(t, c.cookie, "a"); v != "1" {
 		t.Fatalf("stored %q after eviction, want 1", v)
 	}
@@ -472,7 +473,7 @@ func TestTimeoutEndsResidentSession(t *testing.T) {
 	c := newClient(t)
 	c.must(n.h, "/set?k=a&v=1", 200)
 	id := c.cookie
-	eventually(t, time.Second, "stored", func() bool { return b.has(id) })
+	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(id) })
 	select {
 	case e := <-ends:
 		if e.id != id || e.a != "1" || e.reason != sessions.EndTimeout {
@@ -481,7 +482,7 @@ func TestTimeoutEndsResidentSession(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("OnSessionEnd did not fire")
 	}
-	eventually(t, time.Second, "removed from storage", func() bool { return !b.has(id) })
+	poll.Eventually(t, time.Second, "removed from storage", func() bool { return !b.has(id) })
 	time.Sleep(300 * time.Millisecond)
 	if len(ends) != 0 {
 		t.Fatalf("OnSessionEnd fired %d more times", len(ends))
@@ -510,9 +511,9 @@ func TestTimeoutInStorageFiresOnceAcrossServers(t *testing.T) {
 			n1, n2 := newNode(t, b, cfg), newNode(t, b, cfg)
 			c := newClient(t)
 			c.must(n1.h, "/set?k=a&v=1", 200)
-			eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+			poll.Eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
 			c.must(n2.h, "/get?k=a", 200)
-			eventually(t, 3*time.Second, "OnSessionEnd", func() bool { return ends.Load() > 0 })
+			poll.Eventually(t, 3*time.Second, "OnSessionEnd", func() bool { return ends.Load() > 0 })
 			time.Sleep(300 * time.Millisecond)
 			if got := ends.Load(); got != 1 {
 				t.Fatalf("OnSessionEnd fired %d times over two servers, want 1", got)
@@ -557,7 +558,7 @@ func TestRenewLeavesNoEntryUnderOldID(t *testing.T) {
 		c := newClient(t)
 		c.must(n.h, "/set?k=a&v=1", 200)
 		old := c.cookie
-		eventually(t, time.Second, "stored", func() bool { return b.has(old) })
+		poll.Eventually(t, time.Second, "stored", func() bool { return b.has(old) })
 		c.must(n.h, "/renew", 200)
 		if c.cookie == old || c.cookie == "" {
 			t.Fatalf("cluster=%v: Renew did not send a new cookie", cluster)
@@ -565,7 +566,7 @@ func TestRenewLeavesNoEntryUnderOldID(t *testing.T) {
 		if got := c.must(n.h, "/get?k=a", 200); got != "1" {
 			t.Fatalf("cluster=%v: data lost by Renew", cluster)
 		}
-		eventually(t, time.Second, "old entry gone, new one present", func() bool { return !b.has(old) && b.has(c.cookie) })
+		poll.Eventually(t, time.Second, "old entry gone, new one present", func() bool { return !b.has(old) && b.has(c.cookie) })
 		stale := &client{t: t, name: "session", cookie: old}
 		stale.must(n.h, "/get?k=a", http.StatusNotFound)
 	}
@@ -586,13 +587,13 @@ func TestInvalidateRemovesEverywhere(t *testing.T) {
 		c := newClient(t)
 		c.must(n1.h, "/set?k=a&v=1", 200)
 		id := c.cookie
-		eventually(t, time.Second, "stored", func() bool { return b.has(id) })
+		poll.Eventually(t, time.Second, "stored", func() bool { return b.has(id) })
 		c.must(n2.h, "/get?k=a", 200) // resident on both servers
 		c.must(n1.h, "/invalidate", 200)
 		if c.cookie != "" {
 			t.Fatalf("cluster=%v: cookie not deleted", cluster)
 		}
-		eventually(t, time.Second, "removed from storage", func() bool { return !b.has(id) })
+		poll.Eventually(t, time.Second, "removed from storage", func() bool { return !b.has(id) })
 		stale := &client{t: t, name: "session", cookie: id}
 		stale.must(n1.h, "/get?k=a", http.StatusNotFound)
 		if cluster {
@@ -853,7 +854,7 @@ func TestStickyFlushWritesManySessionsPerCall(t *testing.T) {
 		clients[i] = newClient(t)
 		clients[i].must(n.h, "/set?k=a&v="+strconv.Itoa(i), 200)
 	}
-	eventually(t, 2*time.Second, "all flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.fault.Writes() >= 300 })
+	poll.Eventually(t, 2*time.Second, "all flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.fault.Writes() >= 300 })
 	// 300 sessions in one window: a couple of batch calls (compare-and-swap
 	// batches, the store having both), not 300 writes.
 	if calls := b.fault.Batches.Load(); calls < 1 || calls > 6 {
@@ -865,7 +866,7 @@ func TestStickyFlushWritesManySessionsPerCall(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		newClient(t).must(n2.h, "/set?k=a&v=1", 200)
 	}
-	eventually(t, 2*time.Second, "all flushed", func() bool { return n2.m.Stats().PendingWrites == 0 && b2.fault.Sets.Load() >= 300 })
+	poll.Eventually(t, 2*time.Second, "all flushed", func() bool { return n2.m.Stats().PendingWrites == 0 && b2.fault.Sets.Load() >= 300 })
 	if calls := b2.fault.Batches.Load(); calls < 1 || calls > 6 {
 		t.Fatalf("300 queued sessions took %d SetMany calls; want a few", calls)
 	}

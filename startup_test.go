@@ -12,6 +12,7 @@ import (
 
 	"github.com/sessionstorage/sessions/driver"
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
@@ -78,11 +79,11 @@ func TestNewStartsWhileStorageIsUnreachable(t *testing.T) {
 			}
 		}
 		unreachableDriver.reachable.Store(true)
-		eventually(t, 10*time.Second, "storage opened", func() bool { return logs.count("storage opened") == 1 })
+		poll.Eventually(t, 10*time.Second, "storage opened", func() bool { return logs.count("storage opened") == 1 })
 		if cluster {
 			c.must(h, "/set?k=a&v=1", 200)
 		}
-		eventually(t, 5*time.Second, "session stored", func() bool {
+		poll.Eventually(t, 5*time.Second, "session stored", func() bool {
 			_, err := unreachableDriver.mem.Get(context.Background(), adapter.Key(prefix, c.cookie))
 			return err == nil
 		})

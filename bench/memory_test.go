@@ -16,6 +16,7 @@ import (
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/internal/poll"
 )
 
 // Both benchmarks of this file measure one scenario that takes about a
@@ -164,17 +165,6 @@ func perSession(after, before uint64) float64 {
 	return (float64(after) - float64(before)) / heapSessions
 }
 
-func waitFor(cond func() bool, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 // measureHeap creates heapSessions sessions through the middleware (sticky
 // mode), measures the live heap they hold, waits until idle eviction has
 // dropped them all from memory, and measures again.
@@ -223,7 +213,7 @@ func measureHeap(newStore func() store.StoreInterface) heapResult {
 	if setErr != nil {
 		return heapResult{err: setErr}
 	}
-	if !waitFor(func() bool { return m.Stats().PendingWrites == 0 }, 30*time.Second) {
+	if !poll.Until(30*time.Second, func() bool { return m.Stats().PendingWrites == 0 }) {
 		return heapResult{err: fmt.Errorf("write-behind did not drain: %+v", m.Stats())}
 	}
 	created := time.Since(start)
@@ -236,7 +226,7 @@ func measureHeap(newStore func() store.StoreInterface) heapResult {
 	if s := m.Stats(); s.Resident != heapSessions || s.Evicted != 0 {
 		return heapResult{err: fmt.Errorf("creating %d sessions took %v, longer than IdleEvict %v allows: %+v", heapSessions, created, heapIdleEvict, s)}
 	}
-	if !waitFor(func() bool { return m.Stats().Resident == 0 }, 3*heapIdleEvict+30*time.Second) {
+	if !poll.Until(3*heapIdleEvict+30*time.Second, func() bool { return m.Stats().Resident == 0 }) {
 		return heapResult{err: fmt.Errorf("sessions not evicted: %+v", m.Stats())}
 	}
 	evicted := liveHeap()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/driver"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
@@ -113,7 +114,7 @@ func checkEndsOnce(c *C, h *Harness) {
 		for _, u := range users {
 			cookies = append(cookies, u.cookie)
 		}
-		if !waitFor(5*time.Second, func() bool {
+		if !poll.Until(5*time.Second, func() bool {
 			for _, ck := range cookies {
 				if !stored(st, p, ck) {
 					return false
@@ -128,7 +129,7 @@ func checkEndsOnce(c *C, h *Harness) {
 		b.closeNow(c)
 		cm := startManager(c, st, cfg("C", 10*time.Millisecond))
 		all := len(whos)
-		if !waitFor(timeout+5*time.Second, func() bool { return log.count() >= all }) {
+		if !poll.Until(timeout+5*time.Second, func() bool { return log.count() >= all }) {
 			c.Errorf("cluster=%v: %d of %d sessions' ends were reported within Timeout + 5 s", cluster, log.count(), all)
 		}
 		time.Sleep(time.Second) // room for a second report
@@ -177,10 +178,10 @@ func checkEndsOnceConcurrent(c *C, h *Harness) {
 		u := &user{}
 		u.must(c, a, "/set?k=who&v=one", 200)
 		cookie := u.cookie
-		if !waitFor(5*time.Second, func() bool { return stored(st, p, cookie) }) {
+		if !poll.Until(5*time.Second, func() bool { return stored(st, p, cookie) }) {
 			c.Fatalf("cluster=%v: session not stored within 5 s", cluster)
 		}
-		if !waitFor(5*time.Second, func() bool { return a.m.Stats().Resident == 0 || cluster }) {
+		if !poll.Until(5*time.Second, func() bool { return a.m.Stats().Resident == 0 || cluster }) {
 			c.Fatalf("cluster=%v: session not idle-evicted", cluster)
 		}
 		time.Sleep(timeout + 2*r)

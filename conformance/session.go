@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
@@ -112,18 +113,6 @@ func (u *user) must(c *C, a *app, target string, want int) string {
 	return body
 }
 
-// waitFor polls cond for up to d.
-func waitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-	}
-}
-
 // stored reports whether the session whose cookie value is cookie has an
 // entry in st.
 func stored(st store.StoreInterface, prefix, cookie string) bool {
@@ -141,7 +130,7 @@ func checkSessionSticky(c *C, h *Harness) {
 	first := startManager(c, st, sessions.Config{KeyPrefix: p})
 	u := &user{}
 	u.must(c, first, "/set?k=cart&v=full", 200)
-	if !waitFor(5*time.Second, func() bool { return stored(st, p, u.cookie) }) {
+	if !poll.Until(5*time.Second, func() bool { return stored(st, p, u.cookie) }) {
 		c.Fatalf("write-behind did not reach the store within 5 s")
 	}
 	first.closeNow(c)
@@ -149,7 +138,7 @@ func checkSessionSticky(c *C, h *Harness) {
 	if got := u.must(c, second, "/get?k=cart", 200); got != "full" {
 		c.Fatalf("a restarted Manager read %q, want full", got)
 	}
-	if !waitFor(5*time.Second, func() bool { return second.m.Stats().Evicted > 0 }) {
+	if !poll.Until(5*time.Second, func() bool { return second.m.Stats().Evicted > 0 }) {
 		c.Fatalf("session not idle-evicted")
 	}
 	if got := u.must(c, second, "/get?k=cart", 200); got != "full" {
@@ -181,16 +170,16 @@ func checkRenewInvalidate(c *C, h *Harness) {
 		u := &user{}
 		u.must(c, a, "/set?k=k&v=v", 200)
 		old := u.cookie
-		if !waitFor(5*time.Second, func() bool { return stored(st, p, old) }) {
+		if !poll.Until(5*time.Second, func() bool { return stored(st, p, old) }) {
 			c.Fatalf("cluster=%v: session not stored", cluster)
 		}
 		u.must(c, a, "/renew", 200)
 		renewed := u.cookie
-		if !waitFor(5*time.Second, func() bool { return !stored(st, p, old) && stored(st, p, renewed) }) {
+		if !poll.Until(5*time.Second, func() bool { return !stored(st, p, old) && stored(st, p, renewed) }) {
 			c.Errorf("cluster=%v: after Renew the entry under the old ID remains (or the new one is missing)", cluster)
 		}
 		u.must(c, a, "/invalidate", 200)
-		if !waitFor(5*time.Second, func() bool { return !stored(st, p, renewed) }) {
+		if !poll.Until(5*time.Second, func() bool { return !stored(st, p, renewed) }) {
 			c.Errorf("cluster=%v: after Invalidate the entry remains", cluster)
 		}
 		a.closeNow(c)

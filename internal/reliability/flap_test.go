@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/internal/poll"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -58,7 +59,7 @@ func TestStickyFlapOverRedisAndPostgres(t *testing.T) {
 				}
 				keys = append(keys, k)
 				sort.Strings(keys)
-				waitUntil(t, 5*time.Second, "write-behind", func() bool { return servers[w].Stats().PendingWrites == 0 })
+				poll.Eventually(t, 5*time.Second, "write-behind", func() bool { return servers[w].Stats().PendingWrites == 0 })
 				if _, got := user.get(handlers[1-w], "/keys"); got != strings.Join(keys, ",") {
 					stale++
 					t.Errorf("round %d: the other server read %q, want %q", round, got, strings.Join(keys, ","))
@@ -80,7 +81,7 @@ func TestStickyFlapOverRedisAndPostgres(t *testing.T) {
 			}
 			sort.Strings(keys)
 			for _, m := range servers {
-				waitUntil(t, 5*time.Second, "write-behind", func() bool { return m.Stats().PendingWrites == 0 })
+				poll.Eventually(t, 5*time.Second, "write-behind", func() bool { return m.Stats().PendingWrites == 0 })
 			}
 			// A third server, reading storage only, sees every key.
 			c := newManager(t, sessions.Config{Storage: url})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"github.com/sessionstorage/sessions/internal/poll"
 
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
@@ -153,14 +154,14 @@ func TestStickyLogoutFinalWhileRedisDeleteHangs(t *testing.T) {
 	user.get(h, "/set?k=user&v=alice")
 	id := user.cookie[:43] // the ID, without the version sticky mode appends
 	key := adapter.Key("sess:", id)
-	waitUntil(t, 5*time.Second, "stored", func() bool { _, err := st.Get(ctx, key); return err == nil })
+	poll.Eventually(t, 5*time.Second, "stored", func() bool { _, err := st.Get(ctx, key); return err == nil })
 
 	fault.SetOpMode(faultstore.OpDelete, faultstore.Hang)
 	before := fault.Deletes.Load()
 	if code, _ := user.get(h, "/invalidate"); code != 200 {
 		t.Fatal("logout failed")
 	}
-	waitUntil(t, 5*time.Second, "delete in flight", func() bool { return fault.Deletes.Load() > before })
+	poll.Eventually(t, 5*time.Second, "delete in flight", func() bool { return fault.Deletes.Load() > before })
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -173,7 +174,7 @@ func TestStickyLogoutFinalWhileRedisDeleteHangs(t *testing.T) {
 	}
 	wg.Wait()
 	fault.SetMode(faultstore.Pass)
-	waitUntil(t, 5*time.Second, "delete landed", func() bool { return m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 5*time.Second, "delete landed", func() bool { return m.Stats().PendingWrites == 0 })
 	if _, err := st.Get(ctx, key); !errors.Is(err, adapter.ErrNotFound) {
 		t.Fatalf("the logged-out session is still stored: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/sessionstorage/sessions"
 	_ "github.com/sessionstorage/sessions/drivers/redis"
 	_ "github.com/sessionstorage/sessions/drivers/sql"
+	"github.com/sessionstorage/sessions/internal/poll"
 	"github.com/sessionstorage/sessions/internal/testservers"
 	"go.uber.org/goleak"
 )
@@ -78,15 +79,6 @@ func closeWithin(t *testing.T, m *sessions.Manager, d time.Duration) error {
 	return m.Close(ctx)
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-	}
-}
-
 // Sticky mode rides out a storage that dies and comes back empty: users keep
 // their sessions from memory, and the queue rewrites them on recovery.
 func TestStickyRidesOutRedisDeathAndRestart(t *testing.T) {
@@ -98,7 +90,7 @@ func TestStickyRidesOutRedisDeathAndRestart(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		b.get(h, "/incr")
 	}
-	waitUntil(t, 5*time.Second, "first flush", func() bool { return m.Stats().StorageWrites > 0 && m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 5*time.Second, "first flush", func() bool { return m.Stats().StorageWrites > 0 && m.Stats().PendingWrites == 0 })
 
 	srv.Kill(t)
 	for i := 6; i <= 20; i++ {
@@ -110,10 +102,10 @@ func TestStickyRidesOutRedisDeathAndRestart(t *testing.T) {
 			t.Fatalf("a request waited %v on the dead storage", d)
 		}
 	}
-	waitUntil(t, 5*time.Second, "failed flushes", func() bool { return m.Stats().StorageErrors > 0 })
+	poll.Eventually(t, 5*time.Second, "failed flushes", func() bool { return m.Stats().StorageErrors > 0 })
 
 	srv.Restart(t) // comes back empty: --save "" and no AOF
-	waitUntil(t, 15*time.Second, "queue flushed after recovery", func() bool { return m.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 15*time.Second, "queue flushed after recovery", func() bool { return m.Stats().PendingWrites == 0 })
 	if err := closeWithin(t, m, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +146,7 @@ func TestClusterAnswersClearlyWhilePostgresIsDown(t *testing.T) {
 		t.Fatalf("with PostgreSQL down: %d %q, want 503 and the message", code, body)
 	}
 	srv.Restart(t) // PostgreSQL keeps its data
-	waitUntil(t, 20*time.Second, "PostgreSQL back", func() bool {
+	poll.Eventually(t, 20*time.Second, "PostgreSQL back", func() bool {
 		code, _ := b.get(h, "/get")
 		return code == 200
 	})
@@ -196,13 +188,13 @@ func TestStickyRewritesResidentSessionsAfterRedisComesBackEmpty(t *testing.T) {
 			browsers[i].get(h, "/incr")
 		}
 	}
-	waitUntil(t, 5*time.Second, "first flush", func() bool { return m.Stats().PendingWrites == 0 && m.Stats().StorageWrites >= 20 })
+	poll.Eventually(t, 5*time.Second, "first flush", func() bool { return m.Stats().PendingWrites == 0 && m.Stats().StorageWrites >= 20 })
 
 	srv.Kill(t)
 	browsers[0].get(h, "/incr") // one change during the outage; the others stay unchanged
-	waitUntil(t, 5*time.Second, "failed flushes", func() bool { return m.Stats().StorageErrors > 0 })
+	poll.Eventually(t, 5*time.Second, "failed flushes", func() bool { return m.Stats().StorageErrors > 0 })
 	srv.Restart(t) // empty: --save "" and no AOF
-	waitUntil(t, 20*time.Second, "resident sessions written again", func() bool {
+	poll.Eventually(t, 20*time.Second, "resident sessions written again", func() bool {
 		s := m.Stats()
 		return s.Repersisted >= 20 && s.PendingWrites == 0
 	})
@@ -236,13 +228,13 @@ func TestStickyNoticesRedisRestartedEmptyWithoutAFailedCall(t *testing.T) {
 		browsers[i] = &browser{}
 		browsers[i].get(h, "/incr")
 	}
-	waitUntil(t, 5*time.Second, "first flush", func() bool { return m.Stats().PendingWrites == 0 && m.Stats().StorageWrites >= 5 })
+	poll.Eventually(t, 5*time.Second, "first flush", func() bool { return m.Stats().PendingWrites == 0 && m.Stats().StorageWrites >= 5 })
 	srv.Kill(t)
 	srv.Restart(t) // empty; no request touched storage meanwhile
 	if code, body := browsers[0].get(h, "/incr"); code != 200 || body != "2" {
 		t.Fatalf("after the restart: %d %q", code, body)
 	}
-	waitUntil(t, 10*time.Second, "sessions written again", func() bool {
+	poll.Eventually(t, 10*time.Second, "sessions written again", func() bool {
 		s := m.Stats()
 		return s.Repersisted >= 5 && s.PendingWrites == 0
 	})
@@ -273,16 +265,16 @@ func TestStickyLogoutElsewhereNotWrittenBackOverRedis(t *testing.T) {
 	ha, hb := a.Handler(lifecycleApp(newGate())), b.Handler(lifecycleApp(newGate()))
 	user := &browser{}
 	user.get(ha, "/set?k=user&v=alice")
-	waitUntil(t, 5*time.Second, "stored", func() bool { return a.Stats().PendingWrites == 0 && a.Stats().StorageWrites > 0 })
+	poll.Eventually(t, 5*time.Second, "stored", func() bool { return a.Stats().PendingWrites == 0 && a.Stats().StorageWrites > 0 })
 	old := user.cookie
 	if code, _ := user.get(hb, "/invalidate"); code != 200 {
 		t.Fatal("logout on b")
 	}
-	waitUntil(t, 5*time.Second, "deleted", func() bool { return b.Stats().StorageDeletes > 0 })
+	poll.Eventually(t, 5*time.Second, "deleted", func() bool { return b.Stats().StorageDeletes > 0 })
 	if r := send(ha, old, "/set?k=cart&v=full"); r.code != 200 {
 		t.Fatalf("late write on a: %d", r.code)
 	}
-	waitUntil(t, 5*time.Second, "a's write-behind", func() bool { return a.Stats().PendingWrites == 0 })
+	poll.Eventually(t, 5*time.Second, "a's write-behind", func() bool { return a.Stats().PendingWrites == 0 })
 	if r := send(hb, old[:43], "/get?k=user"); r.code != http.StatusNotFound {
 		t.Fatalf("the logged-out session was written back: %d", r.code)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/sessionstorage/sessions"
 	_ "github.com/sessionstorage/sessions/drivers/bolt"
 	_ "github.com/sessionstorage/sessions/drivers/memcached"
+	"github.com/sessionstorage/sessions/internal/poll"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -40,7 +41,7 @@ func TestStartWhileServerIsDown(t *testing.T) {
 				t.Fatalf("a new session while %s is down: %d %q", name, code, body)
 			}
 			srv.Restart(t)
-			waitUntil(t, 30*time.Second, "the storage opened and the session written", func() bool {
+			poll.Eventually(t, 30*time.Second, "the storage opened and the session written", func() bool {
 				s := m.Stats()
 				return s.StorageWrites > 0 && s.PendingWrites == 0
 			})
@@ -84,7 +85,7 @@ func TestStartWhileBoltFileIsLocked(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, "the file opened and the session written", func() bool {
+	poll.Eventually(t, 20*time.Second, "the file opened and the session written", func() bool {
 		s := m.Stats()
 		return s.StorageWrites > 0 && s.PendingWrites == 0
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sessionstorage/sessions"
 	_ "github.com/sessionstorage/sessions/drivers/memcached"
+	"github.com/sessionstorage/sessions/internal/poll"
 	"github.com/sessionstorage/sessions/internal/testservers"
 )
 
@@ -90,7 +91,7 @@ func TestClusterReadBoundedWhileStorageHangs(t *testing.T) {
 				}
 			}
 			resumeAll(t, srvs)
-			waitUntil(t, 10*time.Second, "storage answers after resume", func() bool {
+			poll.Eventually(t, 10*time.Second, "storage answers after resume", func() bool {
 				code, body := b.get(h, "/get")
 				return code == 200 && body == "1"
 			})
@@ -138,7 +139,7 @@ func TestCloseBoundedWhileStorageHangs(t *testing.T) {
 			h := m.Handler(counterApp())
 			b := &browser{}
 			b.get(h, "/incr")
-			waitUntil(t, 5*time.Second, "first flush", func() bool { return m.Stats().StorageWrites > 0 && m.Stats().PendingWrites == 0 })
+			poll.Eventually(t, 5*time.Second, "first flush", func() bool { return m.Stats().StorageWrites > 0 && m.Stats().PendingWrites == 0 })
 			pauseAll(t, srvs)
 			if code, body := b.get(h, "/incr"); code != 200 || body != "2" {
 				t.Fatalf("sticky request with the storage hung: %d %q", code, body)
