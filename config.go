@@ -64,12 +64,14 @@ type Config struct {
 	// MaxKeyLength caps the length of a value's key. Default 256.
 	MaxKeyLength int
 	// EncryptionKeys, when set, encrypt and authenticate every stored
-	// session with AES-GCM (keys of 16, 24 or 32 bytes). The first key
-	// encrypts, all of them decrypt: to rotate, put the new key first and
-	// drop the old one after Timeout. An entry is bound to its storage key,
-	// so one copied under another key does not open. With keys set,
-	// unencrypted entries are rejected (read as no session), and without
-	// keys, encrypted ones are.
+	// session (XChaCha20-Poly1305 under a key derived from the first one;
+	// keys of 16, 24 or 32 random bytes). One key may seal any number of
+	// entries: each gets a random 192-bit nonce. The first key encrypts,
+	// all of them decrypt (entries sealed with AES-GCM by earlier versions
+	// too): to rotate, put the new key first and drop the old one after
+	// Timeout. An entry is bound to its storage key, so one copied under
+	// another key does not open. With keys set, unencrypted entries are
+	// rejected (read as no session), and without keys, encrypted ones are.
 	EncryptionKeys [][]byte
 
 	// OnSessionStart is called once when a new session is first written,

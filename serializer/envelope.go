@@ -15,7 +15,7 @@ import (
 //	magic      2 bytes  0x53 0xE5
 //	version    1 byte   1
 //	codec id   1 byte
-//	flags      1 byte   FlagEncrypted (see Sealer); other bits are rejected
+//	flags      1 byte   FlagEncrypted, FlagXChaCha (see Sealer); other bits are rejected
 //	created    varint   Unix milliseconds
 //	lastAccess varint   Unix milliseconds
 //	expires    varint   Unix milliseconds
