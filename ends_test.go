@@ -10,7 +10,6 @@ import (
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions"
 	"github.com/sessionstorage/sessions/internal/faultstore"
-	"github.com/sessionstorage/sessions/internal/poll"
 )
 
 // New says once, at start, that OnSessionEnd will miss sessions that time
@@ -35,9 +34,16 @@ func TestWarnsWhenStorageCannotListExpiring(t *testing.T) {
 				st = b.fault.Plain()
 			}
 			logs := &logBuffer{}
-			cfg := sessions.Config{Store: st, OnSessionEnd: tc.onEnd, Logger: slogTo(logs), Timeout: 200 * time.Millisecond}
-			m := mustNew(t, cfg)
-			time.Sleep(120 * time.Millisecond) // a few sweeps: still once
+			clk := newClock()
+			cfg := sessions.Config{Store: st, OnSessionEnd: tc.onEnd, Logger: slogTo(logs), Timeout: time.Hour}
+			m, err := sessions.NewWithClock(cfg, clk.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 { // a few sweeps: still once
+				clk.advance(time.Hour)
+				sessions.Tick(m, clk.now())
+			}
 			if err := m.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -54,20 +60,26 @@ func TestWarnsWhenStorageCannotListExpiring(t *testing.T) {
 func TestEndClaimedLaterWhenStorageFailsAtDeadline(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
 		b := newBackend(t)
+		clk := newClock()
 		var ends atomic.Int32
-		n := newNode(t, b, sessions.Config{Cluster: cluster, Timeout: 300 * time.Millisecond, IdleEvict: -1,
-			WriteBehind: 5 * time.Millisecond, StorageTimeout: 50 * time.Millisecond,
+		const timeout = time.Hour
+		n := newClockNode(t, b, sessions.Config{Cluster: cluster, Timeout: timeout, IdleEvict: -1,
+			WriteBehind: time.Hour, StorageTimeout: 50 * time.Millisecond,
 			OnSessionEnd: func(s *sessions.Session, r sessions.EndReason) {
 				if v, _, _ := sessions.Get[string](s, "a"); v == "1" && r == sessions.EndTimeout {
 					ends.Add(1)
 				}
-			}})
+			}}, clk)
 		c := newClient(t)
 		c.must(n.h, "/set?k=a&v=1", 200)
-		poll.Eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+		sessions.Flush(n.m)
+		if !b.has(c.cookie) {
+			t.Fatalf("cluster=%v: not stored", cluster)
+		}
 		b.fault.SetOpMode(faultstore.OpDelete, faultstore.Fail)
 		b.fault.SetOpMode(faultstore.OpGet, faultstore.Fail) // the sweeps' listing too
-		time.Sleep(500 * time.Millisecond)                   // past the deadline, several sweeps
+		clk.advance(timeout + timeout/2)                     // past the deadline and the claims' slack
+		clk.tick(3, n)                                       // several sweeps
 		if got := ends.Load(); got != 0 {
 			t.Fatalf("cluster=%v: %d ends reported while the claim could not be made", cluster, got)
 		}
@@ -77,10 +89,13 @@ func TestEndClaimedLaterWhenStorageFailsAtDeadline(t *testing.T) {
 		b.fault.SetMode(faultstore.Pass)
 		b.fault.SetOpMode(faultstore.OpDelete, faultstore.Pass)
 		b.fault.SetOpMode(faultstore.OpGet, faultstore.Pass)
-		poll.Eventually(t, 3*time.Second, "the end claimed once storage answers", func() bool { return ends.Load() > 0 })
-		time.Sleep(200 * time.Millisecond)
+		clk.tick(1, n)
 		if got := ends.Load(); got != 1 {
-			t.Fatalf("cluster=%v: %d ends, want 1", cluster, got)
+			t.Fatalf("cluster=%v: %d ends after a sweep once storage answers, want 1", cluster, got)
+		}
+		clk.tick(3, n)
+		if got := ends.Load(); got != 1 {
+			t.Fatalf("cluster=%v: %d ends after more sweeps, want 1", cluster, got)
 		}
 		if b.has(c.cookie) {
 			t.Fatalf("cluster=%v: entry left after its end", cluster)

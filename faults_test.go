@@ -203,9 +203,12 @@ func TestWriteBehindLagReportsTheLossWindow(t *testing.T) {
 	c.must(n.h, "/set?k=a&v=1", 200)
 	start := time.Now()
 	poll.Eventually(t, 2*time.Second, "the write in flight", func() bool { return b.fault.Writes() > 0 })
-	time.Sleep(100 * time.Millisecond)
+	// The lag is the age of the change by the wall clock (not the
+	// Manager's clock): it grows as real time passes.
+	const grown = 50 * time.Millisecond
+	poll.Eventually(t, 5*time.Second, "the lag grows while storage hangs", func() bool { return n.m.Stats().WriteBehindLag >= grown })
 	c.must(n.h, "/set?k=b&v=2", 200) // a newer change does not hide the older one
-	if lag := n.m.Stats().WriteBehindLag; lag < 100*time.Millisecond || lag > time.Since(start)+time.Second {
+	if lag := n.m.Stats().WriteBehindLag; lag < grown || lag > time.Since(start)+time.Second {
 		t.Fatalf("lag %v while the first change has waited %v", lag, time.Since(start))
 	}
 	b.fault.SetMode(faultstore.Pass)
@@ -220,14 +223,20 @@ func TestWriteBehindLagReportsTheLossWindow(t *testing.T) {
 // holds the only copy.
 func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
 	b := newBackend(t)
-	n := newNode(t, b, sessions.Config{IdleEvict: 20 * time.Millisecond, WriteBehind: 2 * time.Millisecond, StorageTimeout: 50 * time.Millisecond})
+	clk := newClock()
+	n := newClockNode(t, b, sessions.Config{IdleEvict: time.Minute, Timeout: time.Hour, WriteBehind: time.Hour, StorageTimeout: 50 * time.Millisecond}, clk)
 	kept := newClient(t)
 	kept.must(n.h, "/set?k=a&v=1", 200)
-	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(kept.cookie) && n.m.Stats().PendingWrites == 0 })
+	if sessions.Flush(n.m) != 0 || !b.has(kept.cookie) {
+		t.Fatal("not stored")
+	}
 	b.fault.SetMode(faultstore.Fail)
-	newClient(t).must(n.h, "/set?k=b&v=2", 200) // its write fails: an outage
-	poll.Eventually(t, time.Second, "the failure seen", func() bool { return n.m.Stats().StorageErrors > 0 })
-	time.Sleep(150 * time.Millisecond) // several sweeps past IdleEvict
+	newClient(t).must(n.h, "/set?k=b&v=2", 200)
+	if sessions.Flush(n.m) == 0 { // its write fails: an outage
+		t.Fatal("a write succeeded while storage fails")
+	}
+	clk.advance(2 * time.Minute)
+	clk.tick(3, n) // several sweeps past IdleEvict
 	if ev := n.m.Stats().Evicted; ev != 0 {
 		t.Fatalf("%d sessions evicted while storage was failing", ev)
 	}
@@ -236,7 +245,20 @@ func TestNoEvictionOfSessionsStorageMayHaveLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.fault.SetMode(faultstore.Pass)
-	poll.Eventually(t, 5*time.Second, "rewritten and evicted", func() bool { return b.has(kept.cookie) && n.m.Stats().Evicted > 0 })
+	// The first flush lands the failed write: storage answers again, and
+	// every resident session is queued to be written again.
+	for i := 0; !b.has(kept.cookie); i++ {
+		if i == 3 {
+			t.Fatal("not written again after the outage")
+		}
+		if failed := sessions.Flush(n.m); failed != 0 {
+			t.Fatalf("%d writes failed after recovery", failed)
+		}
+	}
+	clk.tick(1, n)
+	if ev := n.m.Stats().Evicted; ev == 0 {
+		t.Fatal("not evicted once written again")
+	}
 	if got := kept.must(n.h, "/get?k=a", 200); got != "1" {
 		t.Fatalf("after the outage: %q", got)
 	}

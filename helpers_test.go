@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,6 +168,53 @@ func testApp() http.Handler {
 		http.Redirect(w, r, "/get?k="+r.FormValue("k"), http.StatusSeeOther)
 	})
 	return mux
+}
+
+// clock is a test clock that only moves when told: give its now to
+// sessions.NewWithClock (newClockNode), move it with advance, and run the
+// Manager's background work at the new time with sessions.Sweep, Tick or
+// Flush (see export_test.go).
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// newClockNode is newNode with a clock of the test's.
+func newClockNode(t *testing.T, b *backend, cfg sessions.Config, clk *clock) *node {
+	t.Helper()
+	if cfg.Store == nil {
+		cfg.Store = b.fault
+	}
+	logs := &logBuffer{}
+	cfg.Logger = slogTo(logs)
+	m, err := sessions.NewWithClock(cfg, clk.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{m: m, h: m.Handler(testApp()), logs: logs}
+	t.Cleanup(func() { n.close(t) })
+	return n
+}
+
+// tick runs, at the clock's time, rounds of what the sweeper does on each
+// tick (sessions.Tick) on every node: a few rounds stand for "several sweeps
+// passed". The nodes of a round tick concurrently, as servers sharing a
+// storage do.
+func (c *clock) tick(rounds int, nodes ...*node) {
+	for range rounds {
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); sessions.Tick(n.m, c.now()) }()
+		}
+		wg.Wait()
+	}
 }
 
 // client is a browser: it keeps the session cookie between requests.

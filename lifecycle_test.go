@@ -227,10 +227,11 @@ func TestStaleIDGetsNoCookieAfterRenewElsewhere(t *testing.T) {
 func TestWriteAfterLogoutOnSameServerIsRefused(t *testing.T) {
 	modes(t, func(t *testing.T, cluster bool) {
 		b := newBackend(t)
-		n := newNode(t, b, sessions.Config{Cluster: cluster, WriteBehind: 5 * time.Millisecond})
+		n := newNode(t, b, sessions.Config{Cluster: cluster, WriteBehind: time.Hour})
 		c := newClient(t)
 		c.must(n.h, "/set?k=user&v=alice", 200)
 		id := c.cookie
+		sessions.Flush(n.m)
 		late := hold(t, n.m, id, setKey("user_id", "alice"))
 		c.must(n.h, "/invalidate", 200)
 		res := late.finish(t)
@@ -240,11 +241,15 @@ func TestWriteAfterLogoutOnSameServerIsRefused(t *testing.T) {
 		if res.cookieValue() != "" {
 			t.Fatalf("the late request set a cookie: %q", res.cookieValue())
 		}
-		time.Sleep(30 * time.Millisecond) // a write-behind window
+		if failed := sessions.Flush(n.m); failed != 0 { // what the write-behind window would write
+			t.Fatalf("%d writes failed", failed)
+		}
 		if r := n.m.Stats().Resident; r != 0 {
 			t.Fatalf("%d sessions resident after the logout; the late write must start none", r)
 		}
-		poll.Eventually(t, time.Second, "storage empty", func() bool { return b.entries() == 0 })
+		if e, p := b.entries(), n.m.Stats().PendingWrites; e != 0 || p != 0 {
+			t.Fatalf("%d entries stored and %d writes pending after the logout, want none", e, p)
+		}
 	})
 }
 
@@ -305,12 +310,14 @@ func TestStickyLogoutIsFinalWhileDeleteInFlight(t *testing.T) {
 // parallel requests share its copy and no change is lost.
 func TestSessionInUseIsNotEvicted(t *testing.T) {
 	b := newBackend(t)
-	n := newNode(t, b, sessions.Config{IdleEvict: 20 * time.Millisecond, WriteBehind: 2 * time.Millisecond})
+	clk := newClock()
+	n := newClockNode(t, b, sessions.Config{IdleEvict: time.Minute, WriteBehind: 2 * time.Millisecond}, clk)
 	c := newClient(t)
 	c.must(n.h, "/set?k=a&v=1", 200)
 	poll.Eventually(t, time.Second, "flushed", func() bool { return n.m.Stats().PendingWrites == 0 && b.has(c.cookie) })
 	upload := hold(t, n.m, c.cookie, setKey("c", "3"))
-	time.Sleep(120 * time.Millisecond) // several sweeps past IdleEvict
+	clk.advance(2 * time.Minute)
+	clk.tick(3, n) // several sweeps past IdleEvict
 	c.must(n.h, "/set?k=b&v=2", 200)
 	if res := upload.finish(t); res.code != 200 {
 		t.Fatalf("long request: %d %q", res.code, res.body)
@@ -488,33 +495,6 @@ func TestOneFailingEntryDoesNotBlockItsBatch(t *testing.T) {
 	poll.Eventually(t, 10*time.Second, "the failing entry stored once it can be", func() bool { return b.has(bad.cookie) })
 }
 
-// clock is a test clock that only moves when told.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-
-func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-
-// newClockNode is newNode with a clock of the test's.
-func newClockNode(t *testing.T, b *backend, cfg sessions.Config, clk *clock) *node {
-	t.Helper()
-	cfg.Store = b.fault
-	logs := &logBuffer{}
-	cfg.Logger = slogTo(logs)
-	m, err := sessions.NewWithClock(cfg, clk.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{m: m, h: m.Handler(testApp()), logs: logs}
-	t.Cleanup(func() { n.close(t) })
-	return n
-}
-
 // Failure 10: a resident session past its deadline is never served, even
 // before a sweep finds it.
 func TestExpiredResidentSessionIsNeverServed(t *testing.T) {
@@ -547,7 +527,7 @@ func TestEndSnapshotIsReadOnly(t *testing.T) {
 		var setErr error
 		var user string
 		done := make(chan struct{})
-		n := newNode(t, b, sessions.Config{Cluster: cluster, WriteBehind: 2 * time.Millisecond,
+		n := newNode(t, b, sessions.Config{Cluster: cluster, WriteBehind: time.Hour,
 			OnSessionEnd: func(s *sessions.Session, _ sessions.EndReason) {
 				user, _, _ = sessions.Get[string](s, "user")
 				setErr = s.Set("x", "y")
@@ -555,6 +535,7 @@ func TestEndSnapshotIsReadOnly(t *testing.T) {
 			}})
 		c := newClient(t)
 		c.must(n.h, "/set?k=user&v=alice", 200)
+		sessions.Flush(n.m)
 		c.must(n.h, "/invalidate", 200)
 		<-done
 		if user != "alice" {
@@ -563,8 +544,12 @@ func TestEndSnapshotIsReadOnly(t *testing.T) {
 		if !errors.Is(setErr, sessions.ErrSessionEnded) {
 			t.Fatalf("Set on the end snapshot = %v, want ErrSessionEnded", setErr)
 		}
-		time.Sleep(20 * time.Millisecond)
-		poll.Eventually(t, time.Second, "nothing stored", func() bool { return n.m.Stats().PendingWrites == 0 && b.entries() == 0 })
+		if failed := sessions.Flush(n.m); failed != 0 { // the logout's delete, and anything the snapshot queued
+			t.Fatalf("%d writes failed", failed)
+		}
+		if p, e := n.m.Stats().PendingWrites, b.entries(); p != 0 || e != 0 {
+			t.Fatalf("%d writes pending and %d entries stored after the logout, want none", p, e)
+		}
 	})
 }
 

@@ -159,7 +159,9 @@ func TestHijackCommitsFirst(t *testing.T) {
 }
 
 func TestPersistentCookieIsRefreshedWhileActive(t *testing.T) {
-	n := newNode(t, newBackend(t), sessions.Config{Timeout: 300 * time.Millisecond, Cookie: sessions.CookieConfig{Persist: true}})
+	clk := newClock()
+	const timeout = 10 * time.Minute
+	n := newClockNode(t, newBackend(t), sessions.Config{Timeout: timeout, Cookie: sessions.CookieConfig{Persist: true}}, clk)
 	c := newClient(t)
 	send := func() []*http.Cookie {
 		r := httptest.NewRequest("GET", "/get?k=a", nil)
@@ -174,9 +176,16 @@ func TestPersistentCookieIsRefreshedWhileActive(t *testing.T) {
 	if got := send(); len(got) != 0 {
 		t.Fatalf("a persistent cookie was re-sent at once: %v", got)
 	}
-	time.Sleep(40 * time.Millisecond) // past Timeout/10
+	clk.advance(timeout/10 - time.Second)
+	if got := send(); len(got) != 0 {
+		t.Fatalf("a persistent cookie was re-sent before Timeout/10: %v", got)
+	}
+	clk.advance(2 * time.Second) // past Timeout/10
 	got := send()
-	if len(got) != 1 || got[0].Value != c.cookie || got[0].MaxAge != 1 {
+	if len(got) != 1 || got[0].Value != c.cookie || got[0].MaxAge != int(timeout/time.Second) {
 		t.Fatalf("an active session's persistent cookie was not refreshed: %v", got)
+	}
+	if got := send(); len(got) != 0 {
+		t.Fatalf("a persistent cookie was re-sent right after its refresh: %v", got)
 	}
 }

@@ -63,13 +63,13 @@ func (b *backend) has(id string) bool {
 func TestNewSessionIsNotStoredUntilWritten(t *testing.T) {
 	b := newBackend(t)
 	for _, cluster := range []bool{false, true} {
-		n := newNode(t, b, sessions.Config{Cluster: cluster})
+		n := newNode(t, b, sessions.Config{Cluster: cluster, WriteBehind: time.Hour})
 		c := newClient(t)
 		code, _ := c.do(n.h, "/get?k=a")
 		if code != http.StatusNotFound || c.cookie != "" {
 			t.Fatalf("cluster=%v: reading a new session: status %d, cookie %q; want 404 and no cookie", cluster, code, c.cookie)
 		}
-		time.Sleep(150 * time.Millisecond)
+		sessions.Flush(n.m) // writes whatever the request queued
 		if w := b.fault.Writes(); w != 0 || n.m.Stats().Resident != 0 {
 			t.Fatalf("cluster=%v: an unwritten session cost %d storage writes and %d resident sessions", cluster, w, n.m.Stats().Resident)
 		}
@@ -360,14 +360,14 @@ func TestStickyReadIfMissingAfterRestart(t *testing.T) {
 	c := newClient(t)
 	c.must(n1.h, "/set?k=a&v=1", 200)
 	n1.close(t) // a restart: Close drains the write-behind queue
-	n2 := newNode(t, b, sessions.Config{})
+	n2 := newNode(t, b, sessions.Config{WriteBehind: time.Hour})
 	if got := c.must(n2.h, "/get?k=a", 200); got != "1" {
 		t.Fatalf("after restart: %q, want 1", got)
 	}
 	// Now resident: an unchanged request does no storage I/O.
 	b.fault.ResetCounts()
 	c.must(n2.h, "/get?k=a", 200)
-	time.Sleep(200 * time.Millisecond)
+	sessions.Flush(n2.m) // writes whatever the request queued
 	if g, w := b.fault.Gets.Load(), b.fault.Writes(); g != 0 || w != 0 {
 		t.Fatalf("unchanged request on a resident session: %d reads, %d writes; want none", g, w)
 	}
@@ -391,24 +391,29 @@ func TestStickyWriteBehindWithinWindowWithoutClose(t *testing.T) {
 
 func TestStickyWriteBehindCoalesces(t *testing.T) {
 	b := newBackend(t)
-	n := newNode(t, b, sessions.Config{WriteBehind: 100 * time.Millisecond})
+	n := newNode(t, b, sessions.Config{WriteBehind: time.Hour})
 	c := newClient(t)
 	c.must(n.h, "/incr?k=n", 200)
-	poll.Eventually(t, 2*time.Second, "first flush", func() bool { return n.m.Stats().StorageWrites == 1 })
+	sessions.Flush(n.m)
+	if w := n.m.Stats().StorageWrites; w != 1 {
+		t.Fatalf("first flush: %d writes, want 1", w)
+	}
 	b.fault.ResetCounts()
-	start := time.Now()
+	// The changes of one write-behind window, then the window's flush.
 	for i := 0; i < 1000; i++ {
 		c.must(n.h, "/incr?k=n", 200)
 	}
-	elapsed := time.Since(start)
-	poll.Eventually(t, 2*time.Second, "queue drained", func() bool { return n.m.Stats().PendingWrites == 0 })
-	time.Sleep(150 * time.Millisecond)
-	writes := b.fault.Writes()
-	// One write per 100 ms window the changes spanned, plus one.
-	limit := int64(elapsed/(100*time.Millisecond)) + 2
-	t.Logf("1000 changes in %v: %d storage writes", elapsed, writes)
-	if writes < 1 || writes > limit {
-		t.Fatalf("1000 changes in %v gave %d storage writes; want 1..%d", elapsed, writes, limit)
+	if w := b.fault.Writes(); w != 0 {
+		t.Fatalf("%d storage writes within the write-behind window, want none", w)
+	}
+	if p := n.m.Stats().PendingWrites; p != 1 {
+		t.Fatalf("1000 changes of one session queued %d writes, want 1", p)
+	}
+	if failed := sessions.Flush(n.m); failed != 0 {
+		t.Fatalf("%d writes failed", failed)
+	}
+	if w, p := b.fault.Writes(), n.m.Stats().PendingWrites; w != 1 || p != 0 {
+		t.Fatalf("1000 changes in one window gave %d storage writes and left %d pending; want 1 and 0", w, p)
 	}
 	if v, _ := b.storedValue(t, c.cookie, "n"); v != "1001" {
 		t.Fatalf("stored counter %q, want 1001", v)
@@ -442,17 +447,30 @@ func TestIdleEvictionFlushesDirtyFirst(t *testing.T) {
 	b := newBackend(t)
 	// The storage is down while the session goes idle: it must stay
 	// resident until it is written.
-	n := newNode(t, b, sessions.Config{IdleEvict: 20 * time.Millisecond, Timeout: time.Hour, WriteBehind: 10 * time.Millisecond,
-		StorageTimeout: 20 * time.Millisecond})
+	clk := newClock()
+	n := newClockNode(t, b, sessions.Config{IdleEvict: time.Minute, Timeout: time.Hour, WriteBehind: time.Hour,
+		StorageTimeout: 20 * time.Millisecond}, clk)
 	c := newClient(t)
 	b.fault.SetMode(faultstore.Fail)
 	c.must(n.h, "/set?k=a&v=1", 200)
-	time.Sleep(150 * time.Millisecond)
+	clk.advance(2 * time.Minute)
+	clk.tick(1, n) // idle, queued: kept
+	if sessions.Flush(n.m) == 0 {
+		t.Fatal("a write succeeded while storage fails")
+	}
+	clk.advance(2 * time.Minute)
+	clk.tick(3, n) // idle, its write failed: kept
 	if n.m.Stats().Resident != 1 {
 		t.Fatal("a session with unsaved changes was evicted")
 	}
 	b.fault.SetMode(faultstore.Pass)
-	poll.Eventually(t, 10*time.Second, "flushed then evicted", func() bool { return n.m.Stats().Resident == 0 })
+	if failed := sessions.Flush(n.m); failed != 0 {
+		t.Fatalf("%d writes failed after recovery", failed)
+	}
+	clk.tick(1, n)
+	if r := n.m.Stats().Resident; r != 0 {
+		t.Fatalf("%d sessions resident after they were written and a sweep ran, want 0", r)
+	}
 	if v, _ := b.storedValue(t, c.cookie, "a"); v != "1" {
 		t.Fatalf("stored %q after eviction, want 1", v)
 	}
@@ -465,25 +483,40 @@ func TestTimeoutEndsResidentSession(t *testing.T) {
 		reason sessions.EndReason
 	}
 	ends := make(chan end, 10)
-	n := newNode(t, b, sessions.Config{Timeout: 150 * time.Millisecond, IdleEvict: -1, WriteBehind: 10 * time.Millisecond,
+	clk := newClock()
+	const timeout = time.Hour
+	n := newClockNode(t, b, sessions.Config{Timeout: timeout, IdleEvict: -1, WriteBehind: time.Hour,
 		OnSessionEnd: func(s *sessions.Session, r sessions.EndReason) {
 			a, _, _ := sessions.Get[string](s, "a")
 			ends <- end{s.ID(), a, r}
-		}})
+		}}, clk)
 	c := newClient(t)
 	c.must(n.h, "/set?k=a&v=1", 200)
 	id := c.cookie
-	poll.Eventually(t, time.Second, "stored", func() bool { return b.has(id) })
+	sessions.Flush(n.m)
+	if !b.has(id) {
+		t.Fatal("not stored")
+	}
+	clk.advance(timeout - time.Second)
+	clk.tick(1, n)
+	if len(ends) != 0 {
+		t.Fatal("OnSessionEnd fired before the deadline")
+	}
+	clk.advance(2 * time.Second)
+	clk.tick(1, n)
 	select {
 	case e := <-ends:
 		if e.id != id || e.a != "1" || e.reason != sessions.EndTimeout {
 			t.Fatalf("OnSessionEnd(%+v), want id %s, a=1, timeout", e, id)
 		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("OnSessionEnd did not fire")
+	default:
+		t.Fatal("OnSessionEnd did not fire at the first sweep past the deadline")
 	}
-	poll.Eventually(t, time.Second, "removed from storage", func() bool { return !b.has(id) })
-	time.Sleep(300 * time.Millisecond)
+	if b.has(id) { // the end is claimed from storage (CompareAndDelete) before it fires
+		t.Fatal("not removed from storage")
+	}
+	clk.advance(timeout)
+	clk.tick(3, n)
 	if len(ends) != 0 {
 		t.Fatalf("OnSessionEnd fired %d more times", len(ends))
 	}
@@ -497,10 +530,11 @@ func TestTimeoutInStorageFiresOnceAcrossServers(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
 		t.Run(fmt.Sprintf("cluster=%v", cluster), func(t *testing.T) {
 			b := newBackend(t)
+			clk := newClock()
 			var ends atomic.Int32
 			var gotValue atomic.Value
-			cfg := sessions.Config{Cluster: cluster, Timeout: 100 * time.Millisecond, IdleEvict: 20 * time.Millisecond,
-				WriteBehind: 10 * time.Millisecond,
+			const timeout = time.Hour
+			cfg := sessions.Config{Cluster: cluster, Timeout: timeout, IdleEvict: time.Minute, WriteBehind: time.Hour,
 				OnSessionEnd: func(s *sessions.Session, r sessions.EndReason) {
 					if r == sessions.EndTimeout {
 						v, _, _ := sessions.Get[string](s, "a")
@@ -508,13 +542,21 @@ func TestTimeoutInStorageFiresOnceAcrossServers(t *testing.T) {
 					}
 					ends.Add(1)
 				}}
-			n1, n2 := newNode(t, b, cfg), newNode(t, b, cfg)
+			n1, n2 := newClockNode(t, b, cfg, clk), newClockNode(t, b, cfg, clk)
 			c := newClient(t)
 			c.must(n1.h, "/set?k=a&v=1", 200)
-			poll.Eventually(t, time.Second, "stored", func() bool { return b.has(c.cookie) })
+			sessions.Flush(n1.m)
+			if !b.has(c.cookie) {
+				t.Fatal("not stored")
+			}
 			c.must(n2.h, "/get?k=a", 200)
-			poll.Eventually(t, 3*time.Second, "OnSessionEnd", func() bool { return ends.Load() > 0 })
-			time.Sleep(300 * time.Millisecond)
+			clk.advance(2 * time.Minute)
+			clk.tick(1, n1, n2) // idle: evicted from both memories, left in storage
+			if r1, r2 := n1.m.Stats().Resident, n2.m.Stats().Resident; r1 != 0 || r2 != 0 || ends.Load() != 0 {
+				t.Fatalf("after IdleEvict: %d and %d resident, %d ends; want none", r1, r2, ends.Load())
+			}
+			clk.advance(timeout + timeout/2) // past the deadline and the claims' slack (Timeout/4 at most)
+			clk.tick(3, n1, n2)              // both servers' sweeps claim it, concurrently
 			if got := ends.Load(); got != 1 {
 				t.Fatalf("OnSessionEnd fired %d times over two servers, want 1", got)
 			}
@@ -531,21 +573,30 @@ func TestTimeoutInStorageFiresOnceAcrossServers(t *testing.T) {
 func TestActiveSessionOutlivesTimeout(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
 		b := newBackend(t)
-		n := newNode(t, b, sessions.Config{Cluster: cluster, Timeout: 200 * time.Millisecond, IdleEvict: 50 * time.Millisecond,
-			WriteBehind: 5 * time.Millisecond})
+		clk := newClock()
+		var ends atomic.Int32
+		const timeout, step, span = 10 * time.Minute, 45 * time.Second, 35 * time.Minute
+		n := newClockNode(t, b, sessions.Config{Cluster: cluster, Timeout: timeout, IdleEvict: timeout / 4, WriteBehind: time.Hour,
+			OnSessionEnd: func(*sessions.Session, sessions.EndReason) { ends.Add(1) }}, clk)
 		c := newClient(t)
 		c.must(n.h, "/set?k=a&v=1", 200)
-		for end := time.Now().Add(700 * time.Millisecond); time.Now().Before(end); time.Sleep(15 * time.Millisecond) {
+		sessions.Flush(n.m)
+		// A request every step for span (3.5 × Timeout); the sweeper
+		// runs after each, and the write-behind window ends.
+		for elapsed := time.Duration(0); elapsed < span; elapsed += step {
+			clk.advance(step)
 			if got := c.must(n.h, "/get?k=a", 200); got != "1" {
 				t.Fatalf("cluster=%v: active session lost its data", cluster)
 			}
+			sessions.Flush(n.m)
+			clk.tick(1, n)
 		}
 		// Unchanged requests refreshed the stored deadline (a touch at most
-		// every Timeout/10), so storage still holds the session.
-		if !b.has(c.cookie) {
-			t.Fatalf("cluster=%v: storage let an active session expire", cluster)
+		// every Timeout/10), so no sweep claimed the stored copy.
+		if !b.has(c.cookie) || ends.Load() != 0 {
+			t.Fatalf("cluster=%v: an active session expired (stored: %v, %d ends)", cluster, b.has(c.cookie), ends.Load())
 		}
-		if w := n.m.Stats().StorageWrites; w > 1+700/20+2 {
+		if w := n.m.Stats().StorageWrites; w > uint64(1+span/(timeout/10)+2) {
 			t.Fatalf("cluster=%v: %d storage writes for unchanged requests; touches must be throttled to Timeout/10", cluster, w)
 		}
 	}
