@@ -22,7 +22,7 @@ import (
 func TestRedisSentinelFailover(t *testing.T) {
 	leaks := append(testservers.LeakCheckOptions(), goleak.IgnoreCurrent())
 	t.Cleanup(func() { goleak.VerifyNone(t, leaks...) }) // after the deployment's cleanup
-	goredis.SetLogger(quietLogger{})                    // the dials to the dead master
+	goredis.SetLogger(quietLogger{})                     // the dials to the dead master
 
 	t0 := time.Now()
 	dep := testservers.RedisSentinel(t)
