@@ -13,11 +13,13 @@ import (
 
 // newSweepTestManager returns a Manager whose own sweeper never finds
 // anything idle (its clock stays at start) and a way to file stored,
-// clean, idle sessions straight into its memory tier.
+// clean, idle sessions straight into its memory tier. Its sweeper still
+// ticks, every 30 s (IdleEvict/4, at most 30 s), and may rebuild a map
+// (shrink): a test that runs longer (a loaded machine) may see that.
 func newSweepTestManager(t *testing.T) (m *Manager, start time.Time, add func(n int) []string) {
 	t.Helper()
 	start = time.Now()
-	m, err := newManager(Config{IdleEvict: time.Minute, Timeout: time.Hour,
+	m, err := newManager(Config{IdleEvict: 4 * time.Minute, Timeout: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, func() time.Time { return start })
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +53,7 @@ func TestSweepRebuildsShrunkMaps(t *testing.T) {
 			t.Skipf("shard %d peaked at %d entries, under shrinkMin", i, sh.peak)
 		}
 	}
-	m.sweep(start.Add(2 * time.Minute))
+	m.sweep(start.Add(5 * time.Minute))
 	for i := range m.ram.shards {
 		if sh := &m.ram.shards[i]; len(sh.m) != 0 || sh.peak != 0 {
 			t.Fatalf("shard %d after evicting everything: %d entries, peak %d; want a rebuilt, empty map", i, len(sh.m), sh.peak)
@@ -63,7 +65,7 @@ func TestSweepRebuildsShrunkMaps(t *testing.T) {
 
 	// Half of the sessions stay (used later): no rebuild.
 	add(ramShards * shrinkMin * 3 / 2)
-	later := start.Add(3 * time.Minute)
+	later := start.Add(6 * time.Minute)
 	for i := range m.ram.shards {
 		sh := &m.ram.shards[i]
 		n := 0
@@ -101,7 +103,7 @@ func TestSweepPassesOverHeldShard(t *testing.T) {
 	}
 	held.mu.RLock()
 	done := make(chan struct{})
-	go func() { m.sweep(start.Add(2 * time.Minute)); close(done) }()
+	go func() { m.sweep(start.Add(5 * time.Minute)); close(done) }()
 	if !poll.Until(5*time.Second, func() bool { return m.stats.evicted.Load() >= uint64(len(ids)-inHeld) }) {
 		held.mu.RUnlock()
 		t.Fatalf("evicted %d of the %d sessions in shards nobody holds", m.stats.evicted.Load(), len(ids)-inHeld)
