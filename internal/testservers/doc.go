@@ -23,6 +23,13 @@
 // and accepts connections but answers nothing until resumed, which is how
 // tests check that calls are bounded by their deadlines.
 //
+// Two Redis topologies start several processes: [RedisCluster] (three
+// masters joined into a Redis Cluster; URL() is the driver's cluster URL)
+// and [RedisSentinel] (a master, two replicas and three Sentinels with
+// quorum 2 and down-after 1 s; URL() is the driver's Sentinel URL): kill
+// the master with Master().Kill and the Sentinels promote a replica in
+// about 2-3 s.
+//
 // Addresses and connection strings:
 //
 //	                 Addr()            URL()                                               DSN()
