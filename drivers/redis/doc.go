@@ -62,6 +62,11 @@
 //	                         cluster=true
 //	context_timeout_enabled  a call's context deadline bounds its socket I/O    default true
 //	                         (go-redis's ContextTimeoutEnabled)
+//	cluster_state_reload_interval                                               default 1s
+//	                         Cluster only: the slot layout is reloaded when it
+//	                         is older than this (go-redis's
+//	                         ClusterStateReloadInterval, whose own default is
+//	                         60s); a positive duration
 //
 // With context_timeout_enabled (the default) every call ends by its
 // context's deadline, so the sessions library's Config.StorageTimeout
@@ -103,6 +108,33 @@
 // route_by_latency_tolerance, route_randomly (reads from replicas may be
 // stale), dialer_retries, dialer_retry_timeout, failing_timeout_seconds.
 //
+// # Cluster failovers
+//
+// When a Redis Cluster master dies, its replica takes over once the other
+// masters agree it is down (about twice cluster-node-timeout). The dead
+// master answers "connection refused", never MOVED, so a go-redis cluster
+// client keeps sending the slots' commands to it until it reloads the slot
+// layout, by default every 60 s. A Cluster client made by Open therefore:
+//
+//   - reloads the layout when it is older than cluster_state_reload_interval
+//     (1 s by default) and at once, in the background, whenever a node fails
+//     (a refused or broken connection, CLUSTERDOWN, TRYAGAIN, MASTERDOWN,
+//     LOADING, READONLY), so commands reach the promoted replica within
+//     about 200 ms of the promotion;
+//   - fails commands for a node that refused a connection at once, with an
+//     error matching ErrNodeUnreachable, instead of dialing it again with
+//     go-redis's dial retries and back-offs, until a probe (every 25 ms to
+//     1 s) connects to it again; go-redis does not retry that error;
+//   - checks, before sending a batch (CompareAndSwapMany, SetMany), that no
+//     key of it (the expiry index included) lives on such a node: a batch
+//     that would touch one fails before anything is written, so that the
+//     sessions library writes the other entries one by one and a dead
+//     master delays only its own sessions.
+//
+// The first commands to a master just killed still take go-redis's dial
+// retries (dialer_retries, 5 by default, dialer_retry_timeout apart: about
+// half a second) before failing. A client given to New is left as it is.
+//
 // # Capabilities
 //
 // Store embeds gocache's *redisstore.RedisStore, so it is a
@@ -111,7 +143,10 @@
 //   - CompareAndSwap: an atomic conditional write in one round trip, a Lua
 //     script run with EVALSHA that falls back to EVAL (after a server
 //     restart, say). TTLs are in milliseconds, rounded up.
-//   - CompareAndSwapMany and SetMany: many writes in one pipeline.
+//   - CompareAndSwapMany and SetMany: many writes in one pipeline. A
+//     master that answers NOSCRIPT (restarted, or a replica just promoted:
+//     Redis does not replicate its script cache) gets its entries sent
+//     again with EVAL; the entries of other masters, which ran, are not.
 //   - ListKeys: SCAN MATCH <prefix>* COUNT 1000, with the prefix's glob
 //     characters escaped; on a cluster every master is scanned (on a Ring
 //     every shard). Keys come in no particular order, each once.

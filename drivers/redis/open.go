@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sessionstorage/sessions/driver"
 
@@ -84,6 +85,9 @@ var (
 func knownOptions(m mode, scheme string) []string {
 	known := append(slices.Clone(commonOptions), modeOptions[m]...)
 	known = append(known, "cluster", "context_timeout_enabled") // the driver's own; cluster=false is allowed anywhere
+	if m == cluster {
+		known = append(known, "cluster_state_reload_interval") // the driver's own
+	}
 	if scheme == TLSScheme && m != cluster {
 		known = append(known, "skip_verify")
 	}
@@ -156,10 +160,20 @@ func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
 		ctxTimeout = on
 	}
 
+	reload := DefaultClusterStateReloadInterval
+	if v := q.Get("cluster_state_reload_interval"); q.Has("cluster_state_reload_interval") {
+		d, err := parseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, 0, fmt.Errorf("redis: option cluster_state_reload_interval=%q: want a positive duration (\"1s\", \"500ms\") or whole seconds", v)
+		}
+		reload = d
+	}
+
 	// go-redis rejects options it does not know: strip the driver's own
 	// (context_timeout_enabled is go-redis's in Sentinel mode only).
 	q.Del("cluster")
 	q.Del("context_timeout_enabled")
+	q.Del("cluster_state_reload_interval")
 	c := *u
 	c.Scheme = scheme
 	c.RawQuery = q.Encode()
@@ -174,6 +188,7 @@ func clientFromURL(u *url.URL) (goredis.UniversalClient, mode, error) {
 			return nil, 0, badURL(u, err)
 		}
 		opts.ContextTimeoutEnabled = ctxTimeout
+		opts.ClusterStateReloadInterval = reload
 		return goredis.NewClusterClient(opts), m, nil
 	case sentinel:
 		opts, err := goredis.ParseFailoverURL(raw)
@@ -209,7 +224,12 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	var health *nodeHealth
+	if cc, ok := client.(*goredis.ClusterClient); ok {
+		health = newNodeHealth(cc) // before any node client exists
+	}
 	if err := client.Ping(ctx).Err(); err != nil {
+		health.close()
 		_ = client.Close()
 		if cerr := ctx.Err(); errors.Is(cerr, context.Canceled) {
 			return nil, cerr
@@ -221,7 +241,17 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	}
 	s := New(client)
 	s.owned = true
+	s.health = health
 	return s, nil
+}
+
+// parseDuration reads a duration option as go-redis does: a Go duration,
+// or whole seconds.
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // unreachable reports whether err, from the PING at open, says the

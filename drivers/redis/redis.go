@@ -45,6 +45,9 @@ type Store struct {
 
 	client goredis.UniversalClient
 	owned  bool // created by Open from a URL: Close closes it
+	// health fails commands for dead cluster nodes fast and reloads the
+	// slot layout on failures (Cluster clients made by Open only).
+	health *nodeHealth
 
 	// indexKey is the expiry index: ExpiryIndexKey (tests use others).
 	indexKey string
@@ -76,7 +79,10 @@ func (s *Store) Close() error {
 	if !s.owned {
 		return nil
 	}
-	s.closeOnce.Do(func() { s.closeErr = s.client.Close() })
+	s.closeOnce.Do(func() {
+		s.health.close()
+		s.closeErr = s.client.Close()
+	})
 	return s.closeErr
 }
 
@@ -149,28 +155,57 @@ func (s *Store) CompareAndSwapMany(ctx context.Context, keys []string, olds, val
 	if ttl < 0 {
 		return nil, fmt.Errorf("redis: CompareAndSwapMany with a negative TTL %v", ttl)
 	}
+	if err := s.health.checkKeys(ctx, s.indexedKeys(keys)...); err != nil {
+		return nil, fmt.Errorf("redis: CompareAndSwapMany of %d entries: %w", len(keys), err)
+	}
 	ms := millis(ttl)
-	run := func(load bool) ([]*goredis.Cmd, error) {
-		cmds := make([]*goredis.Cmd, len(keys))
+	cmds := make([]*goredis.Cmd, len(keys))
+	// run sends entries idx (all when nil) with EVALSHA, or EVAL when
+	// load.
+	run := func(idx []int, load bool) error {
 		_, err := s.pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, k := range keys {
+			one := func(i int) {
 				absent := "0"
 				if olds[i] == nil {
 					absent = "1"
 				}
 				if load {
-					cmds[i] = casScript.Eval(ctx, p, []string{k}, absent, olds[i], values[i], ms)
+					cmds[i] = casScript.Eval(ctx, p, []string{keys[i]}, absent, olds[i], values[i], ms)
 				} else {
-					cmds[i] = casScript.EvalSha(ctx, p, []string{k}, absent, olds[i], values[i], ms)
+					cmds[i] = casScript.EvalSha(ctx, p, []string{keys[i]}, absent, olds[i], values[i], ms)
 				}
+			}
+			if idx == nil {
+				for i := range keys {
+					one(i)
+				}
+			}
+			for _, i := range idx {
+				one(i)
 			}
 			return nil
 		})
-		return cmds, err
+		return err
 	}
-	cmds, err := run(false)
-	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmds, err = run(true) // the server lost its script cache (a restart)
+	err := run(nil, false)
+	if err != nil {
+		// A server that lost its script cache (a restart; on a Cluster, a
+		// replica just promoted: scripts are not replicated) answers
+		// NOSCRIPT: run those entries again with EVAL, and only those,
+		// since the others have run (on other nodes, or on this one
+		// before it failed them).
+		var again []int
+		other := false
+		for i, c := range cmds {
+			if cerr := c.Err(); goredis.HasErrorPrefix(cerr, "NOSCRIPT") {
+				again = append(again, i)
+			} else if cerr != nil {
+				other = true
+			}
+		}
+		if !other && len(again) > 0 {
+			err = run(again, true)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis: CompareAndSwapMany of %d entries: %w", len(keys), err)
@@ -271,6 +306,15 @@ func (s *Store) scanNodes(ctx context.Context) ([]goredis.Cmdable, error) {
 	return nodes, nil
 }
 
+// indexedKeys is keys and, when the store keeps an expiry index, its key:
+// the keys a batch write touches.
+func (s *Store) indexedKeys(keys []string) []string {
+	if s.noExpiryIndex || s.health == nil {
+		return keys
+	}
+	return append(keys[:len(keys):len(keys)], s.indexKey)
+}
+
 // escapeGlob escapes redis glob metacharacters so that pattern matches s
 // literally.
 func escapeGlob(s string) string {
@@ -306,8 +350,11 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 	if r := ttl % time.Millisecond; r != 0 {
 		ttl += time.Millisecond - r
 	}
+	if err := s.health.checkKeys(ctx, s.indexedKeys(keys)...); err != nil {
+		return fmt.Errorf("redis: SetMany of %d entries: %w", len(keys), err)
+	}
 	var index []goredis.Cmder // one per indexBatch keys
-	_, err := s.pipelined(ctx, func(p goredis.Pipeliner) error {
+	cmds, err := s.pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, k := range keys {
 			p.Set(ctx, k, values[i], ttl)
 		}
@@ -319,15 +366,21 @@ func (s *Store) SetMany(ctx context.Context, keys []string, values [][]byte, ttl
 		return nil
 	})
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		err = nil // the server lost its script cache (a restart): run them again
-		for i, c := range index {
-			if goredis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-				err = s.indexUpdate(ctx, ttl, keys[i*indexBatch:min((i+1)*indexBatch, len(keys))])
-			} else if c.Err() != nil {
+		// The index's server lost its script cache (a restart, a
+		// promotion): run those index updates again, if every SET landed.
+		err = nil
+		for _, c := range cmds {
+			if c.Err() != nil && !goredis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
 				err = c.Err()
+				break
 			}
+		}
+		for i, c := range index {
 			if err != nil {
 				break
+			}
+			if goredis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				err = s.indexUpdate(ctx, ttl, keys[i*indexBatch:min((i+1)*indexBatch, len(keys))])
 			}
 		}
 	}
