@@ -70,6 +70,10 @@ type Storage struct {
 	// reopen opens the store again (nil unless it was unreachable at
 	// start). Immutable.
 	reopen func(ctx context.Context) (driver.Store, error)
+	// Observe, when set, is told of every call made through the methods
+	// below (observe.go): its operation (Op...), how long it took, and
+	// its error (nil for ErrNotFound). Set it before the first call.
+	Observe func(op string, took time.Duration, err error)
 }
 
 // backend is a store and its capabilities. Immutable.
@@ -379,8 +383,8 @@ func (s *Storage) isNotFound(err error) bool {
 	return false
 }
 
-// Get returns the stored bytes, or ErrNotFound.
-func (s *Storage) Get(ctx context.Context, key string) ([]byte, error) {
+// get returns the stored bytes, or ErrNotFound.
+func (s *Storage) get(ctx context.Context, key string) ([]byte, error) {
 	v, err := s.be().store.Get(ctx, key)
 	if err != nil {
 		if s.isNotFound(err) {
@@ -409,8 +413,8 @@ func (s *Storage) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 }
 
-// Set writes value with a time to live (0: none).
-func (s *Storage) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+// set writes value with a time to live (0: none).
+func (s *Storage) set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -423,9 +427,9 @@ func (s *Storage) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	return b.store.Set(ctx, key, value, store.WithSynchronousSet())
 }
 
-// SetMany writes a batch: in one call where the store can (HasBatch),
+// setMany writes a batch: in one call where the store can (HasBatch),
 // else Concurrency Set calls at a time.
-func (s *Storage) SetMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
+func (s *Storage) setMany(ctx context.Context, keys []string, values [][]byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -443,7 +447,7 @@ func (s *Storage) SetMany(ctx context.Context, keys []string, values [][]byte, t
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = s.Set(ctx, keys[i], values[i], ttl)
+				errs[i] = s.set(ctx, keys[i], values[i], ttl)
 			}()
 		}
 		wg.Wait()
@@ -470,10 +474,10 @@ func (s *Storage) decline(drop func(b *backend)) {
 	}
 }
 
-// CompareAndSwap writes value only if the entry still holds old (nil:
+// compareAndSwap writes value only if the entry still holds old (nil:
 // absent). Stores without the capability get a re-read then a write: right
 // unless another writer slips in between the two calls.
-func (s *Storage) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+func (s *Storage) compareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
 	if b := s.be(); b.cas != nil {
 		ok, err := b.cas.CompareAndSwap(ctx, key, old, value, b.storeTTL(ttl))
 		if !errors.Is(err, driver.ErrSkip) {
@@ -481,7 +485,7 @@ func (s *Storage) CompareAndSwap(ctx context.Context, key string, old, value []b
 		}
 		s.decline(func(b *backend) { b.cas = nil })
 	}
-	cur, err := s.Get(ctx, key)
+	cur, err := s.get(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if old != nil {
@@ -492,13 +496,13 @@ func (s *Storage) CompareAndSwap(ctx context.Context, key string, old, value []b
 	case old == nil || string(cur) != string(old):
 		return false, nil
 	}
-	return true, s.Set(ctx, key, value, ttl)
+	return true, s.set(ctx, key, value, ttl)
 }
 
-// CompareAndSwapMany performs CompareAndSwap per entry: in one call where
+// compareAndSwapMany performs compareAndSwap per entry: in one call where
 // the store can, else Concurrency calls at a time. errs[i] is entry i's
 // error (all the same when the batch call failed).
-func (s *Storage) CompareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) (swapped []bool, errs []error) {
+func (s *Storage) compareAndSwapMany(ctx context.Context, keys []string, olds, values [][]byte, ttl time.Duration) (swapped []bool, errs []error) {
 	swapped, errs = make([]bool, len(keys)), make([]error, len(keys))
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
@@ -531,7 +535,7 @@ func (s *Storage) CompareAndSwapMany(ctx context.Context, keys []string, olds, v
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				swapped[i], errs[i] = s.CompareAndSwap(ctx, keys[i], olds[i], values[i], ttl)
+				swapped[i], errs[i] = s.compareAndSwap(ctx, keys[i], olds[i], values[i], ttl)
 			}()
 		}
 		wg.Wait()
@@ -549,11 +553,11 @@ func (s *Storage) CompareAndSwapMany(ctx context.Context, keys []string, olds, v
 	return swapped, errs
 }
 
-// CompareAndDelete deletes key if it still holds old, reporting whether
+// compareAndDelete deletes key if it still holds old, reporting whether
 // this call deleted it: of concurrent calls, at most one wins, where the
 // store has CompareAndDelete. Without it the entry is deleted and every
 // caller wins.
-func (s *Storage) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+func (s *Storage) compareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -564,12 +568,12 @@ func (s *Storage) CompareAndDelete(ctx context.Context, key string, old []byte) 
 		}
 		s.decline(func(b *backend) { b.cad = nil })
 	}
-	return true, s.Delete(ctx, key)
+	return true, s.delete(ctx, key)
 }
 
-// ListExpiring lists entries under prefix whose time to live ends before
+// listExpiring lists entries under prefix whose time to live ends before
 // before (the store must have ExpiryLister: CanListExpiring).
-func (s *Storage) ListExpiring(ctx context.Context, prefix string, before time.Time, limit int) ([]string, [][]byte, error) {
+func (s *Storage) listExpiring(ctx context.Context, prefix string, before time.Time, limit int) ([]string, [][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -588,8 +592,8 @@ func (s *Storage) ListExpiring(ctx context.Context, prefix string, before time.T
 	return keys, values, err
 }
 
-// Delete removes key; deleting a missing key is not an error.
-func (s *Storage) Delete(ctx context.Context, key string) error {
+// delete removes key; deleting a missing key is not an error.
+func (s *Storage) delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -599,7 +603,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	}
 	// Some stores (freecache) fail to delete a missing key with an error of
 	// their own: the delete has its effect if the key is gone.
-	if _, gerr := s.Get(ctx, key); errors.Is(gerr, ErrNotFound) {
+	if _, gerr := s.get(ctx, key); errors.Is(gerr, ErrNotFound) {
 		return nil
 	}
 	return err
