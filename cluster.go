@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // Cluster mode's storage policy (Config.Cluster true): storage is
@@ -131,7 +132,7 @@ const maxCommitAttempts = 8
 // stored access time is due for a refresh (cluster mode, before the
 // response). A session that ended meanwhile is not written back; if this
 // request changed it, the change is reported lost (ErrSessionEnded).
-func (m *Manager) commit(ctx context.Context, h *Session) error {
+func (m *Manager) commit(ctx context.Context, h *Session) (err error) {
 	h.mu.Lock()
 	st, _ := h.cur()
 	wrote := h.wrote
@@ -156,6 +157,15 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 	}
 	st.commitMu.Lock()
 	defer st.commitMu.Unlock()
+	ctx, sp := m.startSpan(ctx, "sessions.commit")
+	conflicts := 0
+	if sp != nil {
+		defer func() {
+			endSpan(sp, commitOutcome(err), err, func() []attribute.KeyValue {
+				return []attribute.KeyValue{attribute.Int("sessions.conflicts", conflicts)}
+			})
+		}()
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
@@ -186,6 +196,7 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 			return nil
 		}
 		m.stats.conflicts.Add(1)
+		conflicts++
 		cur, err := m.storage.Get(ctx, key)
 		m.stats.reads.Add(1)
 		switch {
@@ -215,5 +226,6 @@ func (m *Manager) commit(ctx context.Context, h *Session) error {
 		}
 		st.mu.Unlock()
 	}
+	m.stats.giveUps.Add(1)
 	return ErrConflict
 }

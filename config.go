@@ -9,6 +9,7 @@ import (
 
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/sessionstorage/sessions/serializer"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Manager. The zero value is usable: in-process memory
@@ -114,6 +115,18 @@ type Config struct {
 	// Default: 503 with Retry-After: 1 and a short plain-text message; 409
 	// Conflict for ErrSessionEnded.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// Observer, when set, is told of every storage call (its operation,
+	// duration and error) and write-behind flush (its size), for latency
+	// and batch-size metrics: promsessions.NewObserver makes one for
+	// Prometheus. Nil: nothing is timed.
+	Observer Observer
+	// TracerProvider makes the OpenTelemetry spans of storage work:
+	// loading a session, a cluster commit, a write-behind flush, a sweep's
+	// claims, each with a child span per storage call. Nil: the global
+	// provider (otel.SetTracerProvider); while none is installed, no span
+	// is started and tracing costs nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // CookieConfig configures the session cookie. The defaults are the safe

@@ -201,7 +201,7 @@ func TestStorageKeyPrefixOption(t *testing.T) {
 // it is not a string, this test) knows it.
 func TestConfigEveryStringExpands(t *testing.T) {
 	// Set in code, not from a file.
-	notInFile := map[string]bool{"Store": true, "OnSessionStart": true, "OnSessionEnd": true, "Logger": true, "ErrorHandler": true}
+	notInFile := map[string]bool{"Store": true, "OnSessionStart": true, "OnSessionEnd": true, "Logger": true, "ErrorHandler": true, "Observer": true, "TracerProvider": true}
 	key := []byte("0123456789abcdef0123456789abcdef")
 	env := map[string]string{
 		"CFG_STR":  "from-env",

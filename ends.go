@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // When sessions end. A session ends by Invalidate (on the server that
@@ -101,16 +103,23 @@ func (m *Manager) finishEnd(pe pendingEnd) {
 // session past its deadline, and reports whether this call won the end.
 // Without CompareAndDelete it deletes and wins.
 func (m *Manager) claimEnd(ctx context.Context, key string, data []byte) bool {
+	ctx, sp := m.startSpan(ctx, "sessions.end_claim")
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 	defer cancel()
 	won, err := m.storage.CompareAndDelete(ctx, key, data)
 	if err != nil {
+		endSpan(sp, "error", err, nil)
 		m.storageFailed("delete", err)
 		return false // still stored: a later claim reports it
 	}
 	m.storageOK()
 	if won {
 		m.stats.deletes.Add(1)
+		m.stats.claimsWon.Add(1)
+		endSpan(sp, "won", nil, nil)
+	} else {
+		m.stats.claimsLost.Add(1)
+		endSpan(sp, "lost", nil, nil)
 	}
 	return won
 }
@@ -149,14 +158,30 @@ func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
 	// live ends before this are past their deadline by claimSlack.
 	before := now.Add(m.storeTTL - m.cfg.Timeout - m.claimSlack())
 	cutoff := now.Add(-m.claimSlack()).UnixMilli()
+	ctx, sp := m.startSpan(ctx, "sessions.sweep")
+	var listed, claimed atomic.Int64
+	var sweepErr error
+	if sp != nil {
+		defer func() {
+			outcome := "done"
+			if sweepErr != nil {
+				outcome = "error"
+			}
+			endSpan(sp, outcome, sweepErr, func() []attribute.KeyValue {
+				return []attribute.KeyValue{attribute.Int64("sessions.listed", listed.Load()), attribute.Int64("sessions.claimed", claimed.Load())}
+			})
+		}()
+	}
 	for range claimPages {
 		lctx, cancel := context.WithTimeout(ctx, m.cfg.StorageTimeout)
 		keys, values, err := m.storage.ListExpiring(lctx, m.cfg.KeyPrefix, before, claimPage)
 		cancel()
 		if err != nil {
+			sweepErr = err
 			m.storageFailed("list", err)
 			return
 		}
+		listed.Add(int64(len(keys)))
 		m.storageOK()
 		var (
 			wg       sync.WaitGroup
@@ -180,6 +205,7 @@ func (m *Manager) claimExpired(ctx context.Context, now time.Time) {
 				if !m.claimEnd(ctx, key, values[i]) {
 					return
 				}
+				claimed.Add(1)
 				mu.Lock()
 				progress++
 				mu.Unlock()

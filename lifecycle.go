@@ -115,6 +115,7 @@ func (m *Manager) startLocked(st *state) {
 	st.id = newID()
 	st.key = adapter.Key(m.cfg.KeyPrefix, st.id)
 	st.created = m.now().UnixMilli()
+	m.stats.created.Add(1)
 }
 
 func (st *state) markDirtyLocked(key string) {
@@ -249,6 +250,11 @@ func (m *Manager) snapshotLocked(st *state) *Session {
 
 func (m *Manager) fireEnd(s *Session, reason EndReason) {
 	m.stats.ended.Add(1)
+	if reason == EndInvalidated {
+		m.stats.endedInvalidated.Add(1)
+	} else {
+		m.stats.endedTimeout.Add(1)
+	}
 	if m.cfg.OnSessionEnd != nil {
 		m.cfg.OnSessionEnd(s, reason)
 	}
@@ -259,7 +265,7 @@ func (m *Manager) fireEnd(s *Session, reason EndReason) {
 // that the request starts without a session.
 func (m *Manager) acquire(ctx context.Context, id string, ver version, now time.Time) (*state, error) {
 	if m.cfg.Cluster {
-		return m.loadCluster(ctx, id, now)
+		return m.load(ctx, id, ver, now)
 	}
 	st, expired := m.ram.acquire(id, now.UnixNano())
 	switch {
@@ -270,13 +276,19 @@ func (m *Manager) acquire(ctx context.Context, id string, ver version, now time.
 			return nil, nil
 		}
 	case st == nil:
-		return m.loadSticky(ctx, id, ver, now)
+		return m.load(ctx, id, ver, now)
 	}
 	st, err := m.await(ctx, st, id)
 	if st == nil || err != nil || ver.node == 0 || ver.node == m.node {
+		if st != nil {
+			m.stats.reqMemory.Add(1)
+		}
 		return st, err // the common case: no change the browser saw was made elsewhere
 	}
-	return m.catchUp(ctx, st, id, ver)
+	if st, err = m.catchUp(ctx, st, id, ver); st != nil {
+		m.stats.reqMemory.Add(1)
+	}
+	return st, err
 }
 
 // catchUp makes sure a resident session includes a change the browser

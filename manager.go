@@ -17,6 +17,8 @@ import (
 	_ "github.com/sessionstorage/sessions/drivers/memory" // the default storage, memory://
 	"github.com/sessionstorage/sessions/internal/adapter"
 	"github.com/sessionstorage/sessions/serializer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Stats are a Manager's counters since New.
@@ -38,6 +40,32 @@ type Stats struct {
 	// Repersisted counts sessions queued to be written again because
 	// storage failed and recovered, and may have lost them (sticky mode).
 	Repersisted uint64
+
+	// Requests by how the Handler found their session at request start;
+	// every request is counted once (except after Close).
+	RequestsMemory  uint64 // found in memory, no storage read of its own (sticky mode)
+	RequestsStorage uint64 // read from storage: a memory miss (sticky mode); every request with a session (cluster mode)
+	RequestsNew     uint64 // no session: no cookie, or an unknown, ended or unreadable one
+	RequestsFailed  uint64 // the session could not be read (storage failed, or the request was cancelled): ErrorHandler
+	Created         uint64 // sessions started (their first Set)
+	// EndedTimeout and EndedInvalidated split Ended by EndReason.
+	EndedTimeout, EndedInvalidated uint64
+	// CorruptEntries by cause: the entry could not be opened
+	// (EncryptionKeys: another key, tampered with, or sealed and
+	// unsealed mixed up), is not an envelope this version reads
+	// (corrupt, truncated, another format), or was written with another
+	// codec.
+	CorruptSealed, CorruptFormat, CorruptCodec uint64
+	// WriteBehindRetries counts write-behind operations queued again after
+	// a failed write or delete (sticky mode); each is retried with backoff.
+	WriteBehindRetries uint64
+	// ConflictGiveUps counts cluster commits and Updates that gave up
+	// with ErrConflict after repeated conflicts.
+	ConflictGiveUps uint64
+	// EndClaimsWon and EndClaimsLost count claims of timed-out sessions'
+	// ends (a CompareAndDelete of the stored copy): won fires OnSessionEnd
+	// here, lost means another Manager claimed it or the entry changed.
+	EndClaimsWon, EndClaimsLost uint64
 }
 
 // Manager keeps sessions in memory and backs them up to a storage. Create
@@ -90,7 +118,17 @@ type Manager struct {
 
 	stats struct {
 		reads, writes, deletes, errors, corrupt, conflicts, evicted, ended, repersisted atomic.Uint64
+		// Counted on every request: a cache line each (observe.go).
+		reqMemory, reqStorage, reqNew, reqFailed counter
+		created, endedTimeout, endedInvalidated  atomic.Uint64
+		corruptSeal, corruptFormat, corruptCodec atomic.Uint64
+		giveUps, claimsWon, claimsLost           atomic.Uint64
 	}
+
+	// tracer makes the spans of storage work; traceAttrs are every
+	// span's mode and storage (observe.go). Immutable.
+	tracer     trace.Tracer
+	traceAttrs []attribute.KeyValue
 }
 
 // New validates cfg, fills in defaults, opens the storage and starts the
@@ -128,6 +166,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	if m.cfg.KeyPrefix == "" {
 		m.cfg.KeyPrefix = cmp.Or(m.storage.KeyPrefix(), "sess:")
 	}
+	m.initTracing()
 	m.ram.init()
 	m.wb.init()
 	m.flushCtx, m.cancelFlush = context.WithCancel(context.Background())
@@ -236,6 +275,21 @@ func (m *Manager) Stats() Stats {
 		Evicted:        m.stats.evicted.Load(),
 		Ended:          m.stats.ended.Load(),
 		Repersisted:    m.stats.repersisted.Load(),
+
+		RequestsMemory:     m.stats.reqMemory.Load(),
+		RequestsStorage:    m.stats.reqStorage.Load(),
+		RequestsNew:        m.stats.reqNew.Load(),
+		RequestsFailed:     m.stats.reqFailed.Load(),
+		Created:            m.stats.created.Load(),
+		EndedTimeout:       m.stats.endedTimeout.Load(),
+		EndedInvalidated:   m.stats.endedInvalidated.Load(),
+		CorruptSealed:      m.stats.corruptSeal.Load(),
+		CorruptFormat:      m.stats.corruptFormat.Load(),
+		CorruptCodec:       m.stats.corruptCodec.Load(),
+		WriteBehindRetries: m.wb.requeued.Load(),
+		ConflictGiveUps:    m.stats.giveUps.Load(),
+		EndClaimsWon:       m.stats.claimsWon.Load(),
+		EndClaimsLost:      m.stats.claimsLost.Load(),
 	}
 }
 
@@ -277,10 +331,12 @@ func (m *Manager) decode(key string, data []byte) *serializer.Envelope {
 	if m.sealer != nil {
 		plain, err = m.sealer.Open(data, []byte(key))
 	}
+	sealErr := err != nil
 	var env *serializer.Envelope
 	if err == nil {
 		env, err = serializer.DecodeEnvelope(plain)
 	}
+	formatErr := err != nil && !sealErr
 	if err == nil && env.Codec != m.codec.ID() {
 		name := "unknown"
 		if c, ok := serializer.ByID(env.Codec); ok {
@@ -293,6 +349,7 @@ func (m *Manager) decode(key string, data []byte) *serializer.Envelope {
 			return nil // reported already: a client keeps sending its cookie
 		}
 		m.stats.corrupt.Add(1)
+		m.countUnreadable(sealErr, formatErr)
 		m.log.Warn("sessions: unreadable stored session ignored; a fresh session starts", "key", key, "bytes", len(data), "reason", err)
 		return nil
 	}

@@ -62,9 +62,13 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 			now = m.now()
 			var err error
 			if st, err = m.acquire(r.Context(), incoming, ver, now); err != nil {
+				m.stats.reqFailed.Add(1)
 				m.cfg.ErrorHandler(w, r, err)
 				return
 			}
+		}
+		if st == nil {
+			m.stats.reqNew.Add(1) // acquire counted the others
 		}
 		// One allocation carries the wrapped writer, the request's
 		// session handle and the context.

@@ -189,11 +189,13 @@ func (m *Manager) storeUpdate(h *Session, st *state, key string, apply func(*sta
 		st.adoptLocked(env, cur)
 		st.mu.Unlock()
 		if apply == nil {
+			m.stats.giveUps.Add(1)
 			return fmt.Errorf("sessions: Update(%q) of a new session: %w", key, ErrConflict)
 		}
 		pending = apply
 	}
 	m.revertKey(st, key)
+	m.stats.giveUps.Add(1)
 	return fmt.Errorf("sessions: Update(%q): %w", key, ErrConflict)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionstorage/sessions/drivers/memory"
 	"github.com/sessionstorage/sessions/internal/adapter"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // Sticky mode's storage policy (Config.Cluster false): memory is
@@ -40,6 +41,9 @@ type writeBehind struct {
 	since       map[string]int64
 	flushOldest int64
 	wake        chan struct{}
+	// requeued counts operations queued again after a failure
+	// (Stats.WriteBehindRetries).
+	requeued atomic.Uint64
 }
 
 type retryAt struct {
@@ -122,6 +126,7 @@ func (w *writeBehind) requeue(key string, st *state, base time.Duration) {
 	if since, ok := w.since[key]; !ok || w.flushOldest < since {
 		w.since[key] = w.flushOldest // as old as the flush it failed in
 	}
+	w.requeued.Add(1)
 	r := w.retry[key]
 	r.fails++
 	r.at = time.Now().Add(min(base<<min(r.fails, 20), maxBackoff))
@@ -289,6 +294,21 @@ func (m *Manager) flushBatch(ctx context.Context, force bool) (failed int) {
 	ops, failedBefore := m.wb.take(force)
 	if len(ops) == 0 {
 		return 0
+	}
+	ctx, sp := m.startSpan(ctx, "sessions.flush")
+	if sp != nil || m.cfg.Observer != nil {
+		defer func() {
+			if m.cfg.Observer != nil {
+				m.cfg.Observer.FlushBatch(len(ops), failed)
+			}
+			outcome := "written"
+			if failed > 0 {
+				outcome = "retrying"
+			}
+			endSpan(sp, outcome, nil, func() []attribute.KeyValue {
+				return []attribute.KeyValue{attribute.Int("sessions.batch_size", len(ops)), attribute.Int("sessions.failed", failed)}
+			})
+		}()
 	}
 	var (
 		wg       sync.WaitGroup
