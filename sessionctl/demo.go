@@ -23,7 +23,10 @@ import (
 	"github.com/sessionstorage/sessions/internal/adapter"
 
 	"github.com/eko/gocache/lib/v4/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sessionstorage/sessions"
+	"github.com/sessionstorage/sessions/promsessions"
 )
 
 // The demo: N app servers (each its own sessions.Manager and http.Server
@@ -232,6 +235,7 @@ type appServer struct {
 	addr   string // host:port; kept across restarts when the port is free
 	up     bool
 	mgr    *sessions.Manager
+	stats  prometheus.Collector // mgr's metrics, labelled with the server's number
 	srv    *http.Server
 	served chan struct{} // closed when Serve returned
 	proxy  *httputil.ReverseProxy
@@ -281,13 +285,15 @@ func (d *demo) start(n int) error {
 		// not come back over it (Go's cookiejar and some browsers send
 		// Secure cookies over https only, or localhost only). Never set
 		// Insecure on a site served over HTTPS.
-		Cookie: sessions.CookieConfig{Insecure: true},
-		Logger: d.logger,
+		Cookie:   sessions.CookieConfig{Insecure: true},
+		Logger:   d.logger,
+		Observer: promsessions.NewObserver(), // for /metrics
 	}
 	mgr, err := sessions.New(mcfg)
 	if err != nil {
 		return fmt.Errorf("server %d: %w", n, err)
 	}
+	stats := promsessions.New(mgr, promsessions.ConstLabels(prometheus.Labels{"server": strconv.Itoa(n)}))
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -322,6 +328,7 @@ func (d *demo) start(n int) error {
 	}
 	d.mu.Lock()
 	s.addr, s.up, s.mgr, s.srv, s.served, s.proxy = target.Host, true, mgr, srv, served, rp
+	s.stats = stats
 	d.mu.Unlock()
 	d.logf("server %d  listening on %s", n, target.Host)
 	return nil
@@ -407,6 +414,8 @@ func (d *demo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.control(rec, r)
 	case "/favicon.ico":
 		rec.WriteHeader(http.StatusNoContent)
+	case "/metrics":
+		d.metrics(rec, r)
 	default:
 		n, rp, note := d.route(rec, r)
 		if note != "" {
@@ -573,4 +582,24 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// metrics serves the running app servers' metrics in the Prometheus text
+// format (package promsessions), each labelled with its server's number,
+// to clients on the loopback interface only.
+func (d *demo) metrics(w http.ResponseWriter, r *http.Request) {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		http.Error(w, "/metrics is served to loopback clients only.", http.StatusForbidden)
+		return
+	}
+	reg := prometheus.NewRegistry()
+	d.mu.Lock()
+	for _, s := range d.servers {
+		if s.up && s.stats != nil {
+			reg.MustRegister(s.stats)
+		}
+	}
+	d.mu.Unlock()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 }

@@ -362,3 +362,29 @@ func TestDemoBadConfig(t *testing.T) {
 		t.Errorf("port in use: %v", err)
 	}
 }
+
+// TestDemoMetrics: the demo serves every running server's metrics at
+// /metrics, labelled with the server's number.
+func TestDemoMetrics(t *testing.T) {
+	d := startDemo(t, true)
+	b := newBrowser(t, d.url)
+	b.clicks(3) // round-robin: one request per server
+	resp, err := http.Get(d.url + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, body)
+	}
+	for _, want := range []string{
+		`sessions_resident{mode="cluster",server="1",`,
+		`sessions_requests_total{mode="cluster",outcome="storage",server="3",`,
+		`sessions_storage_call_duration_seconds_count{mode="cluster",op="get",server="2",`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics has no line starting %s", want)
+		}
+	}
+}
