@@ -30,11 +30,13 @@ const (
 	probeMax     = time.Second
 	probeTimeout = 250 * time.Millisecond
 	forgetAfter  = 10 * time.Second
-	// retryFor is how long after a node refused a connection the
+	// retryFor is how long after a node last refused a connection the
 	// commands failed for it may be retried by go-redis (max_redirects),
 	// which picks the node from the slot layout again: the reload the
 	// refusal started may show that the slot moved (a client idle through
-	// a failover). After that, retrying would only find it dead again.
+	// a failover, whose first command dialed the dead master with
+	// go-redis's dial retries). After that, retrying would only find it
+	// dead again.
 	retryFor = 500 * time.Millisecond
 )
 
@@ -58,14 +60,14 @@ type nodeHealth struct {
 }
 
 type downNode struct {
-	since, used time.Time // first refusal; last command failed for it
-	err         error     // the dial error
+	since, refused, used time.Time // first and last refusal; last command failed for it
+	err                  error     // the dial error
 }
 
 // ErrNodeUnreachable is matched (errors.Is) by the error of a command that
 // a Cluster client made by Open did not send, because the node that serves
 // its key refused connections and has not accepted one since. Except in
-// the first half second after the refusal (when the slot layout being
+// the first half second after a refusal (when the slot layout being
 // reloaded may send the command elsewhere), go-redis does not retry it: a
 // write to a dead master fails at once, so that a batch spanning a dead
 // node fails fast and the sessions library writes the other entries one
@@ -127,7 +129,7 @@ func (h *nodeHealth) failFast(addr string) error {
 		return nil
 	}
 	d.used = time.Now()
-	return &nodeDownError{addr: addr, since: d.since, err: d.err, retry: d.used.Sub(d.since) < retryFor}
+	return &nodeDownError{addr: addr, since: d.since, err: d.err, retry: d.used.Sub(d.refused) < retryFor}
 }
 
 // markDown records that addr refused a connection, and starts probing it.
@@ -137,12 +139,12 @@ func (h *nodeHealth) markDown(addr string, err error) {
 	if h.closed {
 		return
 	}
+	now := time.Now()
 	if d := h.down[addr]; d != nil {
-		d.err = err
+		d.err, d.refused = err, now
 		return
 	}
-	now := time.Now()
-	d := &downNode{since: now, used: now, err: err}
+	d := &downNode{since: now, refused: now, used: now, err: err}
 	h.down[addr] = d
 	h.wg.Add(1)
 	go h.probe(addr, d)
