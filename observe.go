@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -67,7 +68,18 @@ const tracerName = "github.com/sessionstorage/sessions"
 // provider is still this one, no span is started at all, so that an
 // application without tracing pays nothing, not even the context a no-op
 // span is stored in.
-var globalTracerProvider = otel.GetTracerProvider()
+var globalTracerProvider = defaultTracerProvider()
+
+// defaultTracerProvider returns the global TracerProvider if it is still
+// otel's own no-op delegate, nil if a package initialised before this one
+// installed a provider already.
+func defaultTracerProvider() trace.TracerProvider {
+	tp := otel.GetTracerProvider()
+	if reflect.TypeOf(tp).String() != "*global.tracerProvider" {
+		return nil
+	}
+	return tp
+}
 
 // initTracing picks the Manager's tracer (New).
 func (m *Manager) initTracing() {
