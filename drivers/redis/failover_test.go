@@ -167,6 +167,9 @@ func TestClusterDeadNodeFailsFast(t *testing.T) {
 			t.Errorf("SetMany with a master known dead: %v after %v, want ErrNodeUnreachable at once", err, d)
 		}
 	}
+	// Single commands: go-redis may retry them for retryFor after the
+	// last refused dial (the slot may have moved); then they fail at once.
+	time.Sleep(retryFor)
 	for i, k := range keys {
 		start := time.Now()
 		ok, err := s.CompareAndSwap(ctx, k, vals[i], vals[i], time.Minute)
