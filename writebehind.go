@@ -651,7 +651,10 @@ func (m *Manager) flushDelete(ctx context.Context, key string) error {
 // drain flushes until the queue is empty or ctx ends (Close).
 func (m *Manager) drain(ctx context.Context) error {
 	backoff := m.cfg.WriteBehind
-	for m.wb.len() > 0 {
+	// A rewrite of the resident sessions after a storage failure is
+	// finished too: a storage that came back empty holds them only once
+	// they are written again.
+	for m.repersist.step(m) || m.wb.len() > 0 {
 		if ctx.Err() == nil && m.flushBatch(ctx, true) == 0 {
 			continue
 		}

@@ -79,9 +79,6 @@ func TestProcFailover(t *testing.T) {
 		procStickyStorageOutage(t, sp, bin, pg, pgURL(t))
 	})
 	t.Run("sticky-sigterm-during-rewrite/redis", func(t *testing.T) {
-		if os.Getenv("PROC_REPRO") == "" {
-			t.Skip("loses sessions with the library as it is (Close does not finish the rewrite of resident sessions after an outage); PROC_REPRO=1 runs it")
-		}
 		procStickyStopDuringRewrite(t, sp, bin)
 	})
 }
