@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"encoding/gob"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -178,19 +179,18 @@ func appendMsgpackInt(b []byte, n int64) []byte {
 }
 
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	// msgpack v5.4.1 allocates a declared length up front (an array's
+	// elements, a string's or binary's bytes, even in its own Skip), so a
+	// few corrupt bytes could ask for gigabytes: a fatal out-of-memory,
+	// not an error. msgpackWithinBounds walks the value without
+	// allocating and fails when a length exceeds the data.
+	if err := msgpackWithinBounds(data); err != nil {
+		return err
+	}
 	d := msgpackDecoders.Get().(*msgpackDecoder)
-	// msgpack v5.4.1 allocates an array's declared length up front (into
-	// []any, and into typed slices too), so five corrupt bytes could ask
-	// for 64 GB: a fatal out-of-memory, not an error. Skip walks the value
-	// without allocating it and fails when a length exceeds the data.
 	d.rd.Reset(data)
 	d.dec.ResetReader(&d.rd)
-	err := d.dec.Skip()
-	if err == nil {
-		d.rd.Reset(data)
-		d.dec.ResetReader(&d.rd)
-		err = d.dec.Decode(v)
-	}
+	err := d.dec.Decode(v)
 	d.dec.ResetReader(nil)
 	d.rd.Reset(nil)
 	msgpackDecoders.Put(d)
@@ -222,4 +222,90 @@ func (gobCodec) Unmarshal(data []byte, v any) error {
 		return fmt.Errorf("serializer: gob cannot decode into an untyped value; read it with sessions.Get[T]")
 	}
 	return gob.NewDecoder(bytes.NewReader(data)).Decode(v)
+}
+
+// errMsgpackBounds: a msgpack value declares more than its data holds.
+var errMsgpackBounds = errors.New("serializer: msgpack value declares a length beyond its data")
+
+// msgpackWithinBounds walks the first msgpack value in data and reports
+// an error unless every length it declares (strings, binaries,
+// extensions, array and map counts) fits in the bytes that follow.
+func msgpackWithinBounds(data []byte) error {
+	pending := 1 // values still to walk
+	for pending > 0 {
+		if len(data) == 0 {
+			return errMsgpackBounds
+		}
+		c := data[0]
+		data = data[1:]
+		pending--
+		size := func(n int) (int, bool) { // a big-endian length of n bytes
+			if len(data) < n {
+				return 0, false
+			}
+			v := 0
+			for _, b := range data[:n] {
+				v = v<<8 | int(b)
+			}
+			data = data[n:]
+			return v, true
+		}
+		skip, items := 0, 0
+		switch {
+		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+		case c >= 0x80 && c <= 0x8f:
+			items = 2 * int(c&0x0f)
+		case c >= 0x90 && c <= 0x9f:
+			items = int(c & 0x0f)
+		case c >= 0xa0 && c <= 0xbf:
+			skip = int(c & 0x1f)
+		case c == 0xc4 || c == 0xd9, c == 0xc5 || c == 0xda, c == 0xc6 || c == 0xdb:
+			w := map[byte]int{0xc4: 1, 0xd9: 1, 0xc5: 2, 0xda: 2, 0xc6: 4, 0xdb: 4}[c]
+			n, ok := size(w)
+			if !ok {
+				return errMsgpackBounds
+			}
+			skip = n
+		case c == 0xc7 || c == 0xc8 || c == 0xc9:
+			n, ok := size(map[byte]int{0xc7: 1, 0xc8: 2, 0xc9: 4}[c])
+			if !ok {
+				return errMsgpackBounds
+			}
+			skip = n + 1 // the type byte, then the data
+		case c == 0xca:
+			skip = 4
+		case c == 0xcb:
+			skip = 8
+		case c == 0xcc || c == 0xd0:
+			skip = 1
+		case c == 0xcd || c == 0xd1:
+			skip = 2
+		case c == 0xce || c == 0xd2:
+			skip = 4
+		case c == 0xcf || c == 0xd3:
+			skip = 8
+		case c >= 0xd4 && c <= 0xd8:
+			skip = 1 + 1<<(c-0xd4)
+		case c == 0xdc || c == 0xdd:
+			n, ok := size(map[byte]int{0xdc: 2, 0xdd: 4}[c])
+			if !ok {
+				return errMsgpackBounds
+			}
+			items = n
+		case c == 0xde || c == 0xdf:
+			n, ok := size(map[byte]int{0xde: 2, 0xdf: 4}[c])
+			if !ok {
+				return errMsgpackBounds
+			}
+			items = 2 * n
+		default: // 0xc1, never used
+			return fmt.Errorf("serializer: invalid msgpack byte %#x", c)
+		}
+		if skip > len(data) || items > len(data) { // every item takes a byte at least
+			return errMsgpackBounds
+		}
+		data = data[skip:]
+		pending += items
+	}
+	return nil
 }

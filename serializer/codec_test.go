@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -168,6 +169,34 @@ func TestMsgpackScalarFastPath(t *testing.T) {
 		}
 		if !reflect.DeepEqual(untyped, want) {
 			t.Errorf("%#v decodes untyped as %#v, want %#v", v, untyped, want)
+		}
+	}
+}
+
+// A stored value that declares a length far beyond its bytes (a string,
+// binary, extension, array or map of gigabytes in a dozen bytes) is an
+// error, found without allocating what it declares.
+func TestMsgpackDeclaredLengthBeyondData(t *testing.T) {
+	c, _ := ByID(MsgpackID)
+	for _, data := range [][]byte{
+		[]byte("\xdb=E\xcb\xeeu\xdefffff"),              // str32 of ~1 GB
+		[]byte("\xc6\xff\x9b\xfa\x00\x89@\xff\xff\xff"), // bin32 of ~4 GB
+		{0xc9, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00},      // ext32
+		{0xdd, 0xff, 0xff, 0xff, 0xff, 0x00},            // array32
+		{0xdf, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00},      // map32
+		{0x91, 0xdb, 0x7f, 0xff, 0xff, 0xff},            // nested
+	} {
+		for _, target := range []any{new(string), new([]byte), new(any), new(map[string]any), new([]string)} {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := c.Unmarshal(data, target)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Errorf("% x into %T decoded", data, target)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Errorf("% x into %T allocated %d bytes before failing", data, target, grew)
+			}
 		}
 	}
 }
