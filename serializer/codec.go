@@ -227,6 +227,11 @@ func (gobCodec) Unmarshal(data []byte, v any) error {
 // errMsgpackBounds: a msgpack value declares more than its data holds.
 var errMsgpackBounds = errors.New("serializer: msgpack value declares a length beyond its data")
 
+// errMsgpackExt: a msgpack extension other than the timestamp (-1), the
+// only one the codec writes; msgpack would decode an unknown one's payload
+// as a value of its own, lengths unchecked.
+var errMsgpackExt = errors.New("serializer: msgpack extension type not written by this codec")
+
 // msgpackWithinBounds walks the first msgpack value in data and reports
 // an error unless every length it declares (strings, binaries,
 // extensions, array and map counts) fits in the bytes that follow.
@@ -272,6 +277,9 @@ func msgpackWithinBounds(data []byte) error {
 				return errMsgpackBounds
 			}
 			skip = n + 1 // the type byte, then the data
+			if len(data) > 0 && int8(data[0]) != -1 {
+				return errMsgpackExt
+			}
 		case c == 0xca:
 			skip = 4
 		case c == 0xcb:
@@ -286,6 +294,9 @@ func msgpackWithinBounds(data []byte) error {
 			skip = 8
 		case c >= 0xd4 && c <= 0xd8:
 			skip = 1 + 1<<(c-0xd4)
+			if len(data) > 0 && int8(data[0]) != -1 {
+				return errMsgpackExt
+			}
 		case c == 0xdc || c == 0xdd:
 			n, ok := size(map[byte]int{0xdc: 2, 0xdd: 4}[c])
 			if !ok {
