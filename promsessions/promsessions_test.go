@@ -139,7 +139,7 @@ func histCount(t *testing.T, reg *prometheus.Registry, name, op string) uint64 {
 // histograms' sample counts.
 func TestMetricsSticky(t *testing.T) {
 	store := memory.New(memory.Options{})
-	t.Cleanup(func() { store.Close() }) // after the Managers' Close
+	t.Cleanup(func() { store.Close() })                          // after the Managers' Close
 	cfg := sessions.Config{Store: store, WriteBehind: time.Hour} // flushed by Close only
 	a, regA := manager(t, cfg)
 	b, regB := manager(t, cfg)
