@@ -164,7 +164,10 @@ func checkEndsOnceConcurrent(c *C, h *Harness) {
 		c.Skipf("store has no CompareAndDelete: requests on several servers that find one expired session each fire OnSessionEnd")
 	}
 	r := h.TTLResolution
-	timeout := max(4*r, 400*time.Millisecond)
+	// The entry stays claimable for Timeout after its deadline (its storage
+	// TTL is 2×Timeout): long enough that a loaded machine oversleeping
+	// cannot let the storage drop it before the requests below.
+	timeout := max(8*r, 2*time.Second)
 	for _, cluster := range []bool{false, true} {
 		p := ns()
 		log := &endLog{}
